@@ -1,0 +1,35 @@
+"""Shared fixtures: paths to ../shared data (skipped with a reason when absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def _shared(rel: str) -> Path:
+    path = SHARED / rel
+    if not path.exists():
+        pytest.skip(f"../shared/{rel} is not available (tests read the team's shared data beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ppe_dir() -> Path:
+    """../shared/data/ppe-hardhat-vest: 909 images, 4 classes, YOLO."""
+    return _shared("data/ppe-hardhat-vest")
+
+
+@pytest.fixture(scope="session")
+def deeppcb_dir() -> Path:
+    """../shared/data/deeppcb: 311 PCB images, 6 defect classes, YOLO + OK/defect JSON."""
+    return _shared("data/deeppcb")
+
+
+@pytest.fixture(scope="session")
+def bottle_video() -> Path:
+    """../shared/data/videos/bottle-detection.mp4: 640x360, 1189 frames, 29.8 fps."""
+    return _shared("data/videos/bottle-detection.mp4")
