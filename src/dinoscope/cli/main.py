@@ -1,0 +1,51 @@
+"""Entry point of the ``dinoscope`` command."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from dinoscope._version import __version__
+from dinoscope.cli import check as check_cmd
+from dinoscope.cli._common import out_console, settings, setup_logging
+
+app = typer.Typer(
+    name="dinoscope",
+    help="See inside your image data with self-supervised features.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"dinoscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks and debug logs.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show progress details (info logs).")] = False,
+) -> None:
+    """dinoscope: dataset health, intra-class variation, outliers, duplicates and label errors."""
+    settings.debug, settings.verbose = debug, verbose
+    setup_logging(verbose, debug)
+
+
+app.command("check", no_args_is_help=True)(check_cmd.check)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
