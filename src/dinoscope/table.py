@@ -271,18 +271,17 @@ def _empty(columns: dict[str, str]) -> pd.DataFrame:
 
 
 def _conform(frame: pd.DataFrame, columns: dict[str, str], what: str) -> pd.DataFrame:
-    """Check required columns are present and cast them to their dtypes (strings stay Python objects)."""
+    """Check required columns and cast them to their dtypes; a frame already in shape is returned as is."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"{what} is missing columns {missing}; required: {list(columns)}")
+    casts = {c: t for c, t in columns.items() if frame[c].dtype != t}
+    if not casts and isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1:
+        return frame
     out = frame.copy()
-    for col, dtype in columns.items():
-        if dtype == "object":
-            if out[col].dtype != object:
-                out[col] = out[col].astype(object)
-        elif out[col].dtype != dtype:
-            try:
-                out[col] = out[col].astype(dtype)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{what} column {col!r} must be {dtype}: {exc}") from exc
+    for col, dtype in casts.items():
+        try:
+            out[col] = out[col].astype(dtype)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{what} column {col!r} must be {dtype}: {exc}") from exc
     return out.reset_index(drop=True)

@@ -56,7 +56,7 @@ class Finding:
         severity: Defaults to the kind's severity.
         split: Split of the file, when known.
         class_name: Class concerned, when one is.
-        value: A number that quantifies the finding (IoU, ratio, ...), NaN when none.
+        value: A number that quantifies the finding (IoU, ratio, ...), None when none.
     """
 
     kind: str
@@ -66,7 +66,7 @@ class Finding:
     severity: Severity | None = None
     split: str = ""
     class_name: str = ""
-    value: float = float("nan")
+    value: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FINDING_KINDS:

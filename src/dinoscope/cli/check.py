@@ -84,8 +84,11 @@ def _counts_table(report) -> Table:  # noqa: ANN001
         cells = [str(v) for v in row] + ([str(sum(row))] if len(splits) > 1 else [])
         style = "red" if sum(row) <= 1 else None
         table.add_row(name, *cells, style=style)
-    table.add_row("[dim]images[/dim]", *[str(report.counts[s]["images"]) for s in splits],
-                  *([str(report.totals["images"])] if len(splits) > 1 else []))
+    table.add_row(
+        "[dim]images[/dim]",
+        *[str(report.counts[s]["images"]) for s in splits],
+        *([str(report.totals["images"])] if len(splits) > 1 else []),
+    )
     return table
 
 

@@ -1,38 +1,52 @@
 """Readers and writers: every dataset format becomes an :class:`~dinoscope.table.ObjectTable` here.
 
-Formats never leak past this package: later stages only see the object table.
+Formats never leak past this package: later stages only see the object table. Names are resolved on
+first use so that importing one reader does not import them all.
 """
 
 from __future__ import annotations
 
-from dinoscope.io.checks import CheckReport, run_checks
-from dinoscope.io.coco import read_coco, write_coco
-from dinoscope.io.dataset import FORMATS, detect_format, read_dataset
-from dinoscope.io.folders import read_class_folders, read_image_folder
-from dinoscope.io.images import IMAGE_EXTENSIONS, list_images, probe_image, read_image
-from dinoscope.io.masks import read_masks
-from dinoscope.io.mmpretrain import read_mmpretrain
-from dinoscope.io.voc import read_voc
-from dinoscope.io.yolo import read_yolo
-from dinoscope.io.yolo_writer import write_yolo
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "FORMATS",
-    "IMAGE_EXTENSIONS",
-    "CheckReport",
-    "detect_format",
-    "list_images",
-    "probe_image",
-    "read_class_folders",
-    "read_coco",
-    "read_dataset",
-    "read_image",
-    "read_image_folder",
-    "read_masks",
-    "read_mmpretrain",
-    "read_voc",
-    "read_yolo",
-    "run_checks",
-    "write_coco",
-    "write_yolo",
-]
+if TYPE_CHECKING:
+    from dinoscope.io.checks import CheckReport, run_checks
+    from dinoscope.io.coco import read_coco, write_coco
+    from dinoscope.io.dataset import FORMATS, detect_format, read_dataset
+    from dinoscope.io.folders import read_class_folders, read_image_folder
+    from dinoscope.io.images import IMAGE_EXTENSIONS, list_images, probe_image, read_image
+    from dinoscope.io.masks import read_masks
+    from dinoscope.io.mmpretrain import read_mmpretrain
+    from dinoscope.io.voc import read_voc
+    from dinoscope.io.yolo import read_yolo
+    from dinoscope.io.yolo_writer import write_yolo
+
+_WHERE = {
+    "CheckReport": "checks",
+    "run_checks": "checks",
+    "read_coco": "coco",
+    "write_coco": "coco",
+    "FORMATS": "dataset",
+    "detect_format": "dataset",
+    "read_dataset": "dataset",
+    "read_class_folders": "folders",
+    "read_image_folder": "folders",
+    "IMAGE_EXTENSIONS": "images",
+    "list_images": "images",
+    "probe_image": "images",
+    "read_image": "images",
+    "read_masks": "masks",
+    "read_mmpretrain": "mmpretrain",
+    "read_voc": "voc",
+    "read_yolo": "yolo",
+    "write_yolo": "yolo_writer",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dinoscope.io' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"dinoscope.io.{module}"), name)

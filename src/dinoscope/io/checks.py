@@ -9,7 +9,6 @@ class imbalance, empty and single-object classes) and counts objects per split a
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -77,7 +76,7 @@ class CheckReport:
             "counts": self.counts,
             "n_errors": self.n_errors,
             "kinds": self.kind_counts(),
-            "findings": [_json_safe(f.to_dict()) for f in self.findings],
+            "findings": [f.to_dict() for f in self.findings],
         }
 
     def write(self, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
@@ -91,10 +90,6 @@ class CheckReport:
         frame.to_csv(paths[1], index=False)
         paths[2].write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
         return paths
-
-
-def _json_safe(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
 
 
 def run_checks(table: ObjectTable) -> CheckReport:
@@ -120,7 +115,7 @@ def run_checks(table: ObjectTable) -> CheckReport:
     totals = {
         "images": int(len(table.images)),
         "objects": int(len(table)),
-        "background_images": int((table.images["n_objects"] == 0).sum()),
+        "background_images": _n_background(table.images),
         "unreadable_images": int((table.images["error"] != "").sum()),
         "classes": int(len(table.class_names)),
     }
@@ -150,7 +145,9 @@ def _find_overlapping_boxes(table: ObjectTable) -> list[Finding]:
     crowded = d[d.duplicated(keys, keep=False)]
     out = []
     for _, group in crowded.groupby(keys, sort=False):
-        iou = np.triu(box_iou(group[["x1", "y1", "x2", "y2"]].to_numpy(), group[["x1", "y1", "x2", "y2"]].to_numpy()), 1)
+        iou = np.triu(
+            box_iou(group[["x1", "y1", "x2", "y2"]].to_numpy(), group[["x1", "y1", "x2", "y2"]].to_numpy()), 1
+        )
         reported: set[int] = set()
         for i, j in zip(*np.nonzero(iou > STACKED_BOX_IOU), strict=True):
             if j in reported:
@@ -161,9 +158,18 @@ def _find_overlapping_boxes(table: ObjectTable) -> list[Finding]:
             file, line = _label_location(second["label_ref"], second["source"])
             _, first_line = _label_location(first["label_ref"], first["source"])
             same = f"line {first_line}" if first_line else "another box"
-            out.append(Finding(kind, f"overlaps {same} of the same class '{second['class_name']}' with IoU "
-                               f"{iou[i, j]:.3f}; delete one of them if they mark the same object", file, line,
-                               split=second["split"], class_name=second["class_name"], value=float(iou[i, j])))
+            out.append(
+                Finding(
+                    kind,
+                    f"overlaps {same} of the same class '{second['class_name']}' with IoU "
+                    f"{iou[i, j]:.3f}; delete one of them if they mark the same object",
+                    file,
+                    line,
+                    split=second["split"],
+                    class_name=second["class_name"],
+                    value=float(iou[i, j]),
+                )
+            )
     return out
 
 
@@ -193,8 +199,14 @@ def _find_duplicate_basenames(images: pd.DataFrame) -> list[Finding]:
     for _, group in images[key.duplicated(keep=False)].groupby(key[key.duplicated(keep=False)], sort=True):
         names = sorted(group["source"])
         for name in names[1:]:
-            out.append(Finding("duplicate_basename", f"shares its name with {names[0]}; both map to the same "
-                               "label file - rename one", name, split=str(group["split"].iloc[0])))
+            out.append(
+                Finding(
+                    "duplicate_basename",
+                    f"shares its name with {names[0]}; both map to the same label file - rename one",
+                    name,
+                    split=str(group["split"].iloc[0]),
+                )
+            )
     return out
 
 
@@ -205,18 +217,36 @@ def _find_class_problems(table: ObjectTable) -> list[Finding]:
     out = []
     for name, n in counts.items():
         if n == 0:
-            out.append(Finding("empty_class", f"class '{name}' has no object; remove it from the names or "
-                               "label some", class_name=str(name), value=0.0))
+            out.append(
+                Finding(
+                    "empty_class",
+                    f"class '{name}' has no object; remove it from the names or label some",
+                    class_name=str(name),
+                    value=0.0,
+                )
+            )
         elif n == 1:
-            out.append(Finding("singleton_class", f"class '{name}' has a single object; nothing can be learnt "
-                               "or analysed per class from one example", class_name=str(name), value=1.0))
+            out.append(
+                Finding(
+                    "singleton_class",
+                    f"class '{name}' has a single object; nothing can be learnt or analysed per class from one example",
+                    class_name=str(name),
+                    value=1.0,
+                )
+            )
     present = counts[counts > 0]
     if len(present) >= 2:
         ratio = float(present.max() / present.min())
         severity = Severity.WARNING if ratio >= IMBALANCE_WARN_RATIO else Severity.INFO
-        out.append(Finding("class_imbalance", f"'{present.idxmax()}' has {present.max()} objects and "
-                           f"'{present.idxmin()}' {present.min()} (ratio {ratio:.1f})", severity=severity,
-                           value=ratio))
+        out.append(
+            Finding(
+                "class_imbalance",
+                f"'{present.idxmax()}' has {present.max()} objects and "
+                f"'{present.idxmin()}' {present.min()} (ratio {ratio:.1f})",
+                severity=severity,
+                value=ratio,
+            )
+        )
     return out
 
 
@@ -230,7 +260,12 @@ def _count(table: ObjectTable) -> dict[str, dict[str, Any]]:
         counts[split] = {
             "images": int(len(img)),
             "objects": int(len(obj)),
-            "background_images": int((img["n_objects"] == 0).sum()),
+            "background_images": _n_background(img),
             "classes": {str(n): int(per_class.get(n, 0)) for n in table.class_names},
         }
     return counts
+
+
+def _n_background(images: pd.DataFrame) -> int:
+    """Readable images without any valid object."""
+    return int(((images["n_objects"] == 0) & (images["error"] == "")).sum())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -44,18 +45,20 @@ def read_dataset(path: str | Path, format: Format = "auto", **options: Any) -> O
     return _reader(fmt)(path, **options)
 
 
-def _reader(fmt: str) -> Callable[..., ObjectTable]:
-    from dinoscope.io import coco, folders, masks, mmpretrain, voc, yolo
+_READERS = {
+    "yolo": ("yolo", "read_yolo"),
+    "coco": ("coco", "read_coco"),
+    "voc": ("voc", "read_voc"),
+    "mmpretrain": ("mmpretrain", "read_mmpretrain"),
+    "class-folders": ("folders", "read_class_folders"),
+    "masks": ("masks", "read_masks"),
+    "images": ("folders", "read_image_folder"),
+}
 
-    return {
-        "yolo": yolo.read_yolo,
-        "coco": coco.read_coco,
-        "voc": voc.read_voc,
-        "mmpretrain": mmpretrain.read_mmpretrain,
-        "class-folders": folders.read_class_folders,
-        "masks": masks.read_masks,
-        "images": folders.read_image_folder,
-    }[fmt]
+
+def _reader(fmt: str) -> Callable[..., ObjectTable]:
+    module, name = _READERS[fmt]
+    return getattr(importlib.import_module(f"dinoscope.io.{module}"), name)
 
 
 def detect_format(path: Path) -> str:
@@ -68,8 +71,9 @@ def detect_format(path: Path) -> str:
             kind = _json_kind(path)
             if kind:
                 return kind
-            raise DatasetFormatError(f"{path}: JSON is neither COCO (images/annotations/categories) nor "
-                                     "MMPretrain (metainfo + data_list)")
+            raise DatasetFormatError(
+                f"{path}: JSON is neither COCO (images/annotations/categories) nor MMPretrain (metainfo + data_list)"
+            )
         if is_image_file(path):
             raise DatasetFormatError(f"{path}: a single image; point to the folder that holds it")
         raise DatasetFormatError(f"{path}: unsupported file; give a dataset folder, data.yaml or a JSON")
@@ -126,8 +130,9 @@ def _read_coco_folder(folder: Path, **options: Any) -> ObjectTable:
         return ObjectTable.concat(tables)
     except ValueError as exc:
         names = ", ".join(f.name for f in files)
-        raise DatasetFormatError(f"{folder}: COCO files {names} have different categories; read them one by "
-                                 "one") from exc
+        raise DatasetFormatError(
+            f"{folder}: COCO files {names} have different categories; read them one by one"
+        ) from exc
 
 
 def _has_yolo_labels(folder: Path) -> bool:

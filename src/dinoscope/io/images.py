@@ -149,7 +149,9 @@ def probe_image(path: str | Path, deep: bool = False) -> ImageProbe:
             orientation = img.getexif().get(_EXIF_ORIENTATION_TAG, 1)
             if deep or not _ends_cleanly(data, fmt):
                 img.load()
-    except (UnidentifiedImageError, SyntaxError) as exc:
+    except UnidentifiedImageError:
+        return ImageProbe(0, 0, digest, "not a decodable image (unknown or damaged format)", "unreadable_image")
+    except SyntaxError as exc:
         return ImageProbe(0, 0, digest, f"not a decodable image ({exc})", "unreadable_image")
     except (OSError, ValueError) as exc:
         kind = "truncated_image" if "truncat" in str(exc).lower() else "unreadable_image"

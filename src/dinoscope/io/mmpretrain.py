@@ -84,7 +84,7 @@ def _read_folder(folder: Path, data_root: str | Path | None) -> ObjectTable:
             )
     # Ids are recomputed over all files: an image listed in two files (a leak) keeps two distinct rows.
     data = pd.concat([t.data for t in tables], ignore_index=True)
-    extra = [c for c in data.columns if c not in OBJECT_COLUMNS and data[c].dtype == object]
+    extra = [c for c in data.columns if c not in OBJECT_COLUMNS]  # entry keys: all strings
     data[extra] = data[extra].fillna("")
     data["object_id"] = compute_object_ids(
         data["content_hash"], data["frame"], data[["x1", "y1", "x2", "y2"]].to_numpy(), data["class_id"]

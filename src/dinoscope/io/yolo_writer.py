@@ -20,9 +20,7 @@ __all__ = ["write_yolo"]
 ImageMode = Literal["copy", "link", "none"]
 
 
-def write_yolo(
-    table: ObjectTable, out_dir: str | Path, *, images: ImageMode = "copy", overwrite: bool = False
-) -> Path:
+def write_yolo(table: ObjectTable, out_dir: str | Path, *, images: ImageMode = "copy", overwrite: bool = False) -> Path:
     """Write a YOLO dataset: ``data.yaml``, ``images/<split>/`` and ``labels/<split>/``.
 
     Boxes become ``class cx cy w h``; objects with a ``polygon`` are written as segments and those with an
@@ -58,8 +56,12 @@ def write_yolo(
         if images != "none":
             _place_image(Path(table.root) / img["source"], out / "images" / split / name, images)
     splits = sorted({s or "all" for s in table.images["split"]})
-    doc = {"path": ".", **{s: f"images/{s}" for s in splits}, "nc": len(table.class_names),
-           "names": list(table.class_names)}
+    doc = {
+        "path": ".",
+        **{s: f"images/{s}" for s in splits},
+        "nc": len(table.class_names),
+        "names": list(table.class_names),
+    }
     yaml_path = out / "data.yaml"
     yaml_path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return yaml_path
