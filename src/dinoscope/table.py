@@ -246,7 +246,11 @@ class ObjectTable:
 
     @classmethod
     def concat(cls, tables: Iterable[ObjectTable]) -> ObjectTable:
-        """Stack tables that share class names (e.g. several videos); findings and images are joined."""
+        """Stack tables that share class names (e.g. several videos); findings and images are joined.
+
+        Ids stay as they were, except that an object present in several tables gets an occurrence suffix
+        from its second appearance on (see :func:`compute_object_ids`).
+        """
         tables = list(tables)
         if not tables:
             raise ValueError("concat needs at least one table")
@@ -254,9 +258,14 @@ class ObjectTable:
         for t in tables[1:]:
             if t.class_names != names:
                 raise ValueError(f"class names differ: {names} vs {t.class_names}")
+        data = pd.concat([t.data for t in tables], ignore_index=True)
+        if data["object_id"].duplicated().any():  # the same object in two tables (e.g. a leaked image)
+            data["object_id"] = compute_object_ids(
+                data["content_hash"], data["frame"], data[["x1", "y1", "x2", "y2"]].to_numpy(), data["class_id"]
+            )
         return replace(
             tables[0],
-            data=pd.concat([t.data for t in tables], ignore_index=True),
+            data=data,
             images=pd.concat([t.images for t in tables], ignore_index=True),
             findings=tuple(f for t in tables for f in t.findings),
         )

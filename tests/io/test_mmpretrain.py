@@ -98,7 +98,8 @@ def test_planted_rows_and_extra_columns(planted: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "split"), [("train.json", "train"), ("meta_val.json", "val"), ("test-list.json", "test"), ("x.json", "all")]
+    ("name", "split"),
+    [("train.json", "train"), ("meta_val.json", "val"), ("test-list.json", "test"), ("x.json", "all")],
 )
 def test_split_from_file_name(tmp_path: Path, name: str, split: str) -> None:
     write_image(tmp_path / "a.png", seed=1)

@@ -8,6 +8,7 @@ polygon validity), records findings with file and line, and computes stable obje
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,14 +25,15 @@ __all__ = ["TINY_BOX_PX", "TableBuilder", "polygon_problem", "relpath"]
 #: Boxes narrower or lower than this (pixels) are flagged as tiny.
 TINY_BOX_PX = 2.0
 _EDGE_TOLERANCE_PX = 1.0
+_RESERVED = frozenset(OBJECT_COLUMNS) | {"polygon", "obb"}
 
 
 def relpath(path: Path, root: Path) -> str:
     """``path`` relative to ``root`` in POSIX form (absolute when outside the root)."""
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return path.resolve().as_posix()
+    p, r = os.path.abspath(path), os.path.abspath(root)
+    if p.startswith(r.rstrip(os.sep) + os.sep):
+        return p[len(r.rstrip(os.sep)) + 1 :].replace(os.sep, "/")
+    return "." if p == r else Path(p).as_posix()
 
 
 def polygon_problem(points: np.ndarray) -> str:
@@ -127,15 +129,20 @@ class TableBuilder:
     ) -> bool:
         """Validate and add one object of a registered image; returns False when it was dropped.
 
-        Objects are dropped (with a finding) when their class id is unknown, their image is unreadable,
+        ``class_id`` -1 marks an unlabelled object (origin ``image`` or ``prediction`` only; its class name
+        is ""). Objects are dropped (with a finding) when their class id is unknown, their image is unreadable,
         or their box has no area inside the image. Boxes reaching past the image are clipped when
         ``clip`` (the reader reports the out-of-range coordinates itself when its format defines a range).
         """
         img = self.image(source)
         if img is None:
             raise KeyError(f"image {source!r} was not registered before its objects")
+        reserved = _RESERVED.intersection(extra)
+        if reserved:
+            raise ValueError(f"extra columns {sorted(reserved)} would overwrite object table columns; rename them")
         where = {"file": label_file or source, "line": line, "split": img["split"]}
-        if not 0 <= class_id < len(self.class_names):
+        unlabelled = class_id == -1 and origin != "label"
+        if not unlabelled and not 0 <= class_id < len(self.class_names):
             self.finding(
                 "unknown_class",
                 f"class id {class_id} is not among the {len(self.class_names)} "
@@ -143,7 +150,7 @@ class TableBuilder:
                 **where,
             )
             return False
-        name = self.class_names[class_id]
+        name = "" if unlabelled else self.class_names[class_id]
         if img["error"]:
             return False
         x1, y1, x2, y2 = (float(v) for v in xyxy)
@@ -218,7 +225,7 @@ class TableBuilder:
         return True
 
     def build(self) -> ObjectTable:
-        """The table, with object ids computed and optional columns filled with None where absent."""
+        """The table, with object ids computed (optional columns are missing values where absent)."""
         data = pd.DataFrame(self._objects)
         if data.empty:
             data = pd.DataFrame({c: pd.Series(dtype=t) for c, t in OBJECT_COLUMNS.items() if c != "object_id"})

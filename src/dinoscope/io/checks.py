@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dinoscope.geometry import box_iou
 from dinoscope.table import ObjectTable
 from dinoscope.types import FINDING_KINDS, Finding, Severity
 
@@ -137,39 +136,60 @@ def _label_location(label_ref: str, source: str) -> tuple[str, int]:
 
 
 def _find_overlapping_boxes(table: ObjectTable) -> list[Finding]:
-    """Stacked (IoU > 0.9) and duplicate (IoU > 0.99) boxes of one class in one image (frame)."""
+    """Stacked (IoU > 0.9) and duplicate (IoU > 0.99) boxes of one class in one image (frame).
+
+    Rows are grouped by (source, frame, class); groups of equal size are stacked into (G, k, 4) arrays so
+    the IoU of every pair is computed in one vectorised step per group size (near linear in N).
+    """
     d = table.data
     if d.empty:
         return []
     keys = ["source", "frame", "class_id"]
     crowded = d[d.duplicated(keys, keep=False)]
-    out = []
-    for _, group in crowded.groupby(keys, sort=False):
-        iou = np.triu(
-            box_iou(group[["x1", "y1", "x2", "y2"]].to_numpy(), group[["x1", "y1", "x2", "y2"]].to_numpy()), 1
-        )
-        reported: set[int] = set()
-        for i, j in zip(*np.nonzero(iou > STACKED_BOX_IOU), strict=True):
-            if j in reported:
-                continue
-            reported.add(int(j))
-            first, second = group.iloc[i], group.iloc[j]
-            kind = "duplicate_box" if iou[i, j] > DUPLICATE_BOX_IOU else "stacked_box"
-            file, line = _label_location(second["label_ref"], second["source"])
-            _, first_line = _label_location(first["label_ref"], first["source"])
-            same = f"line {first_line}" if first_line else "another box"
-            out.append(
-                Finding(
-                    kind,
-                    f"overlaps {same} of the same class '{second['class_name']}' with IoU "
-                    f"{iou[i, j]:.3f}; delete one of them if they mark the same object",
-                    file,
-                    line,
-                    split=second["split"],
-                    class_name=second["class_name"],
-                    value=float(iou[i, j]),
-                )
-            )
+    if crowded.empty:
+        return []
+    codes = crowded.groupby(keys, sort=False).ngroup().to_numpy()
+    order = np.argsort(codes, kind="stable")
+    rows = crowded.index.to_numpy()[order]
+    sizes = np.bincount(codes)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    boxes = d[["x1", "y1", "x2", "y2"]].to_numpy()
+    pairs: list[tuple[int, int, float]] = []
+    for k in np.unique(sizes):
+        members = rows[starts[sizes == k][:, None] + np.arange(k)]  # (G, k) row indices, file order kept
+        iou = _batched_iou(boxes[members])
+        lower = np.tril_indices(k)
+        iou[:, lower[0], lower[1]] = 0.0
+        g, i, j = np.nonzero(iou > STACKED_BOX_IOU)
+        pairs += zip(members[g, i].tolist(), members[g, j].tolist(), iou[g, i, j].tolist(), strict=True)
+    return _overlap_findings(d, sorted(pairs, key=lambda p: (p[1], p[0])))
+
+
+def _batched_iou(boxes: np.ndarray) -> np.ndarray:
+    """(G, k, 4) boxes -> (G, k, k) IoU within each group."""
+    a, b = boxes[:, :, None, :], boxes[:, None, :, :]
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    union = area[:, :, None] + area[:, None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def _overlap_findings(d: pd.DataFrame, pairs: list[tuple[int, int, float]]) -> list[Finding]:
+    out, reported = [], set()
+    for first_row, row, iou in pairs:
+        if row in reported:
+            continue  # one finding per box, against the first box it overlaps
+        reported.add(row)
+        first, second = d.iloc[first_row], d.iloc[row]
+        kind = "duplicate_box" if iou > DUPLICATE_BOX_IOU else "stacked_box"
+        file, line = _label_location(second["label_ref"], second["source"])
+        _, first_line = _label_location(first["label_ref"], first["source"])
+        same = f"line {first_line}" if first_line else "another box"
+        out.append(Finding(kind, f"overlaps {same} of the same class '{second['class_name']}' with IoU {iou:.3f}; "
+                           "delete one of them if they mark the same object", file, line,
+                           split=second["split"], class_name=second["class_name"], value=float(iou)))
     return out
 
 

@@ -6,8 +6,7 @@
 - Category ids (1, 3, 90, ...) map to class ids 0..K-1 in increasing id order. ``bbox`` ``[x, y, w, h]`` px
   becomes ``xyxy`` (derived from the segmentation when absent); boxes past the image are reported and clipped.
 - Polygons keep their largest part as ``polygon``; RLE masks (compressed or not) are decoded with pycocotools.
-- ``label_ref`` is ``<json>:<n>``, ``n`` the 1-based index in ``annotations`` (in ``images`` for findings
-  about image entries).
+- ``label_ref`` is ``<json>:<n>`` (``n``: 1-based index in ``annotations``; in ``images`` for image findings).
 
 Extra columns: ``category_id``, ``annotation_id`` (-1 when absent), ``iscrowd`` (bool), ``segmentation_type``
 (``polygon``, ``rle``, ``none``), ``n_polygon_parts`` (0 without polygon), ``mask_rle`` (compressed RLE as
@@ -20,6 +19,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -66,7 +66,7 @@ def read_coco(path: str | Path, images_dir: str | Path | None = None) -> ObjectT
     annotations = doc.get("annotations", [])
     root = _image_root(path, doc["images"], images_dir)
     class_of, names, category_problems = _parse_categories(doc, annotations)
-    reader = _Reader(TableBuilder(root, names, "coco"), relpath(path, root), split_from_name(path), class_of)
+    reader = _Reader(TableBuilder(root, names, "coco"), _relative(path, root), split_from_name(path), class_of)
     for line, message in category_problems:
         reader.report("unreadable_annotations", line, message)
     reader.add_images(doc["images"], Counter(_hashable(a.get("image_id")) for a in annotations if isinstance(a, dict)))
@@ -126,6 +126,14 @@ def _image_root(json_path: Path, images: list[Any], images_dir: str | Path | Non
     return candidates[int(np.argmax(scores))] if max(scores, default=0) else here
 
 
+def _relative(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` in POSIX form, with ``..`` when outside it (absolute across drives)."""
+    try:
+        return Path(os.path.relpath(path, root)).as_posix()  # relpath makes both absolute first
+    except ValueError:
+        return path.absolute().as_posix()
+
+
 def _hashable(value: Any) -> Any:
     return value if isinstance(value, (int, str, float)) and not isinstance(value, bool) else None
 
@@ -141,9 +149,9 @@ def _parse_categories(doc: dict[str, Any], annotations: list[Any]) -> tuple[dict
         for i, cat in enumerate(cats):
             cid = cat.get("id") if isinstance(cat, dict) else None
             if not isinstance(cid, int) or isinstance(cid, bool):
-                problems.append((i + 1, f"categories[{i}] needs an integer 'id' and a 'name'; it was skipped"))
+                problems.append((i + 1, f"category entry {i + 1} needs an integer 'id' and a 'name'; skipped"))
             elif cid in names:
-                problems.append((i + 1, f"categories[{i}] repeats id {cid}; the first category with it was kept"))
+                problems.append((i + 1, f"category entry {i + 1} repeats id {cid}; the first one was kept"))
             else:
                 names[cid] = str(cat.get("name", f"category_{cid}"))
     order = sorted(names)
@@ -166,9 +174,9 @@ class _Reader:
             image_id = _hashable(entry.get("id")) if isinstance(entry, dict) else None
             name = entry.get("file_name") if isinstance(entry, dict) else None
             if image_id is None or not isinstance(name, str) or not name:
-                self.report("unreadable_annotations", line, f"images[{line - 1}] needs an 'id' and a 'file_name'")
+                self.report("unreadable_annotations", line, f"image entry {line} lacks 'id' or 'file_name'; add them")
             elif image_id in self.sources:
-                self.report("unreadable_annotations", line, f"images[{line - 1}] repeats image id {image_id!r}")
+                self.report("unreadable_annotations", line, f"image entry {line} repeats id {image_id!r}; skipped")
             elif not (self.builder.root / name).is_file():
                 self.sources[image_id] = None
                 message = f"image entry {line} names {name!r}, not a file under {self.builder.root}; its "
@@ -190,7 +198,7 @@ class _Reader:
 
     def add_annotation(self, line: int, ann: Any) -> None:
         if not isinstance(ann, dict):
-            self.report("unreadable_annotations", line, f"annotations[{line - 1}] is not a JSON object; skipped")
+            self.report("unreadable_annotations", line, f"annotation {line} is not a JSON object; fix or remove it")
             return
         image_id = _hashable(ann.get("image_id"))
         if image_id not in self.sources:
@@ -211,7 +219,7 @@ class _Reader:
             self.report("malformed_line", line, f"annotation {line}: {problem}")
             return
         ann_id = ann.get("id")
-        geometry.update(category_id=int(category), iscrowd=bool(ann.get("iscrowd", 0)))
+        geometry.update(category_id=int(category), iscrowd=False)
         geometry["annotation_id"] = ann_id if isinstance(ann_id, int) and not isinstance(ann_id, bool) else -1
         xyxy = geometry.pop("xyxy")
         self.builder.add_object(source, self.class_of[category], xyxy, self.json_rel, line, clip=False, **geometry)
@@ -285,6 +293,7 @@ def write_coco(table: ObjectTable, path: str | Path, overwrite: bool = False) ->
 
     Category ids are the table's ``category_id`` values when it has them (from :func:`read_coco`), else
     ``class_id + 1``. ``polygon`` and ``mask_rle`` become the segmentation (multi-part polygons: largest part).
+    Objects without a class (``class_id`` -1) are left out.
 
     Args:
         table: Objects to write (images without objects are written too).
@@ -308,14 +317,9 @@ def write_coco(table: ObjectTable, path: str | Path, overwrite: bool = False) ->
     data = table.data
     if (data["frame"] >= 0).any():
         raise DatasetFormatError("the table holds video frames (frame >= 0); save them as image files first")
-    images, image_ids = _images_out(table)
-    category_ids = _category_ids(table)
-    doc = {
-        "info": {"description": f"written by dinoscope from a {table.format or 'dinoscope'} table"},
-        "images": images,
-        "annotations": _annotations_out(data, image_ids, category_ids),
-        "categories": [{"id": c, "name": n} for c, n in zip(category_ids, table.class_names, strict=True)],
-    }
+    (images, image_ids), category_ids = _images_out(table), _category_ids(table)
+    doc = {"images": images, "annotations": _annotations_out(data, image_ids, category_ids)}
+    doc["categories"] = [{"id": c, "name": n} for c, n in zip(category_ids, table.class_names, strict=True)]
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     partial.write_text(json.dumps(doc), encoding="utf-8")
@@ -366,6 +370,8 @@ def _annotations_out(data: pd.DataFrame, image_ids: dict[str, int], category_ids
         strict=True,
     )  # fmt: skip
     for source, class_id, box, origin, confidence, iscrowd, polygon, mask_rle, ann_id in rows:
+        if class_id < 0:
+            continue  # unlabelled: no category to write
         x1, y1, x2, y2 = (float(v) for v in box)
         segmentation, area = _segmentation_out(polygon, mask_rle, (x2 - x1) * (y2 - y1))
         ann = {

@@ -16,7 +16,6 @@ __all__ = ["FORMATS", "detect_format", "read_dataset"]
 
 Format = Literal["auto", "yolo", "coco", "voc", "mmpretrain", "class-folders", "masks", "images"]
 FORMATS: tuple[str, ...] = ("yolo", "coco", "voc", "mmpretrain", "class-folders", "masks", "images")
-_MASK_DIRS = ("masks", "annotations", "segmentations")
 _JSON_PEEK_BYTES = 1 << 16
 
 
@@ -89,7 +88,9 @@ def detect_format(path: Path) -> str:
         return "mmpretrain"
     if (path / "classes.txt").is_file() or _has_yolo_labels(path):
         return "yolo"
-    if any((path / d).is_dir() for d in _MASK_DIRS) and (path / "images").is_dir():
+    from dinoscope.io.masks import MASK_DIRS
+
+    if any((path / d).is_dir() for d in MASK_DIRS) and (path / "images").is_dir():
         return "masks"
     if _looks_like_class_folders(path):
         return "class-folders"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -196,7 +197,7 @@ def _read_labels(root: Path, names: list[str] | None, split_images: dict[str, li
     images, splits, label_paths, seen = [], [], [], set()
     for split, paths in split_images.items():
         for img in paths:
-            key = img.resolve()
+            key = os.path.abspath(img)
             if key in seen:
                 continue  # a folder listed under two splits keeps its first split
             seen.add(key)
@@ -210,7 +211,7 @@ def _read_labels(root: Path, names: list[str] | None, split_images: dict[str, li
     if task == "auto":
         task = _detect_task([len(r[1]) for rows, _ in parsed if rows for r in rows if r[1] is not None])
     builder = TableBuilder(root, names, "yolo")
-    rel_labels = [relpath(lp, root) if lp.is_file() else "" for lp in label_paths]
+    rel_labels = ["" if rows is None else relpath(lp, root) for lp, (rows, _) in zip(label_paths, parsed, strict=True)]
     builder.add_images(images, splits, rel_labels)
     for img, lp, rel_label, (rows, problem) in zip(images, label_paths, rel_labels, parsed, strict=True):
         _add_file_objects(builder, relpath(img, root), lp, rel_label, rows, problem, task)
@@ -347,11 +348,11 @@ def _in_unit_range(builder: TableBuilder, arr: np.ndarray, where: dict[str, Any]
 
 def _find_orphan_labels(builder: TableBuilder, root: Path, label_paths: list[Path], images: list[Path]) -> None:
     """Label files in the dataset's label folders whose image exists nowhere (beside or in images/)."""
-    used = {p.resolve() for p in label_paths}
+    used = {os.path.abspath(p) for p in label_paths}
     for folder in sorted({p.parent for p in label_paths if p.parent.is_dir()}):
         image_dirs = {folder, _image_dir_for(folder)}
         for txt in sorted(folder.glob("*.txt")):
-            if txt.resolve() in used or txt.name.lower() in _NOT_LABELS:
+            if os.path.abspath(txt) in used or txt.name.lower() in _NOT_LABELS:
                 continue
             if any(is_image_file(q) for d in image_dirs for q in d.glob(glob.escape(txt.stem) + ".*")):
                 continue  # its image exists but is not part of the selected splits
