@@ -219,7 +219,7 @@ class _Reader:
             self.report("malformed_line", line, f"annotation {line}: {problem}")
             return
         ann_id = ann.get("id")
-        geometry.update(category_id=int(category), iscrowd=False)
+        geometry.update(category_id=int(category), iscrowd=bool(ann.get("iscrowd", 0)))
         geometry["annotation_id"] = ann_id if isinstance(ann_id, int) and not isinstance(ann_id, bool) else -1
         xyxy = geometry.pop("xyxy")
         self.builder.add_object(source, self.class_of[category], xyxy, self.json_rel, line, clip=False, **geometry)
