@@ -61,8 +61,10 @@ def main() -> None:
     decode_rate = len(images) / t_decode
     print(f"images: {args.n}, objects: {report.totals['objects']}, findings: {len(report.findings)}")
     print(f"dinoscope check        : {t_check:7.2f} s  {check_rate:8.0f} images/s (labels + probe + all checks)")
-    print(f"decode every image once: {args.n / decode_rate:7.2f} s  {decode_rate:8.0f} images/s (PIL load, "
-          f"measured on {len(images)})")
+    print(
+        f"decode every image once: {args.n / decode_rate:7.2f} s  {decode_rate:8.0f} images/s (PIL load, "
+        f"measured on {len(images)})"
+    )
     print(f"ratio check / decode-only throughput: {check_rate / decode_rate:.2f}x")
 
 

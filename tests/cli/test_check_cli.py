@@ -78,6 +78,5 @@ def test_bundled_sample_checks_clean() -> None:
     sample = Path(__file__).resolve().parents[2] / "src/dinoscope/data/sample/ppe"
     result = runner.invoke(app, ["check", str(sample), "--json"])
     doc = json.loads(result.stdout)
-    assert doc["totals"] == {"images": 36, "objects": 168, "background_images": 0, "unreadable_images": 0,
-                             "classes": 4}
+    assert doc["totals"] == {"images": 36, "objects": 168, "background_images": 0, "unreadable_images": 0, "classes": 4}
     assert doc["n_errors"] == 0

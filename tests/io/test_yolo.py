@@ -39,7 +39,12 @@ def test_deeppcb_counts(deeppcb_dir: Path) -> None:
     table = read_yolo(deeppcb_dir)
     assert len(table.images) == 311
     assert table.class_counts().to_dict() == {
-        "open": 352, "short": 266, "mousebite": 318, "spur": 284, "spurious_copper": 256, "pin_hole": 319,
+        "open": 352,
+        "short": 266,
+        "mousebite": 318,
+        "spur": 284,
+        "spurious_copper": 256,
+        "pin_hole": 319,
     }
 
 
@@ -97,7 +102,7 @@ def test_yaml_names_dict_list_files_and_lists(tmp_path: Path) -> None:
         write_text(tmp_path / "imgs" / f"{i}.txt", f"{i % 2} 0.5 0.5 0.2 0.2")
     write_text(tmp_path / "train.txt", "./imgs/0.jpg\nimgs/1.jpg\n")
     write_text(tmp_path / "d.yaml", "train: [train.txt, imgs/2.jpg.missing]\nval: imgs\nnames: {0: x, 1: y}\n")
-    with pytest.raises(DatasetFormatError, match="neither a folder nor a .txt list"):
+    with pytest.raises(DatasetFormatError, match=r"neither a folder nor a \.txt list"):
         read_yolo(tmp_path / "d.yaml")
     write_text(tmp_path / "d.yaml", "train: [train.txt]\nval: imgs\nnames: {0: x, 1: y}\n")
     table = read_yolo(tmp_path / "d.yaml")

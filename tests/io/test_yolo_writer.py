@@ -11,9 +11,11 @@ from dinoscope.io.yolo_writer import write_yolo
 from tests.helpers import write_image, write_text
 
 
-def _sorted(table):  # noqa: ANN001, ANN202
+def _sorted(table):
     d = table.data.assign(
-        name=table.data["source"].str.rsplit("/", n=1).str[-1], kx=table.data["x1"].round(1), ky=table.data["y1"].round(1)
+        name=table.data["source"].str.rsplit("/", n=1).str[-1],
+        kx=table.data["x1"].round(1),
+        ky=table.data["y1"].round(1),
     )
     return d.sort_values(["name", "class_id", "kx", "ky"]).reset_index(drop=True)
 

@@ -43,7 +43,7 @@ def check(
         raise typer.Exit(1)
 
 
-def _print_summary(report, n_examples: int, out: Path | None) -> None:  # noqa: ANN001 - CheckReport
+def _print_summary(report, n_examples: int, out: Path | None) -> None:
     t = report.totals
     out_console.print(
         f"[bold]{report.root}[/bold]  format [bold]{report.format}[/bold]: {t['images']} images, "
@@ -71,7 +71,7 @@ def _print_summary(report, n_examples: int, out: Path | None) -> None:  # noqa: 
     )
 
 
-def _counts_table(report) -> Table:  # noqa: ANN001
+def _counts_table(report) -> Table:
     splits = list(report.counts)
     table = Table(title="Objects per class and split", title_justify="left")
     table.add_column("class")
@@ -92,7 +92,7 @@ def _counts_table(report) -> Table:  # noqa: ANN001
     return table
 
 
-def _kinds_table(report) -> Table:  # noqa: ANN001
+def _kinds_table(report) -> Table:
     table = Table(title="Findings by kind", title_justify="left")
     table.add_column("kind")
     table.add_column("severity")

@@ -42,7 +42,26 @@ _WHERE = {
     "write_yolo": "yolo_writer",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "FORMATS",
+    "IMAGE_EXTENSIONS",
+    "CheckReport",
+    "detect_format",
+    "list_images",
+    "probe_image",
+    "read_class_folders",
+    "read_coco",
+    "read_dataset",
+    "read_image",
+    "read_image_folder",
+    "read_masks",
+    "read_mmpretrain",
+    "read_voc",
+    "read_yolo",
+    "run_checks",
+    "write_coco",
+    "write_yolo",
+]
 
 
 def __getattr__(name: str) -> Any:

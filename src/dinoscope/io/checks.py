@@ -112,11 +112,11 @@ def run_checks(table: ObjectTable) -> CheckReport:
     findings += _find_class_problems(table)
     counts = _count(table)
     totals = {
-        "images": int(len(table.images)),
-        "objects": int(len(table)),
+        "images": len(table.images),
+        "objects": len(table),
         "background_images": _n_background(table.images),
         "unreadable_images": int((table.images["error"] != "").sum()),
-        "classes": int(len(table.class_names)),
+        "classes": len(table.class_names),
     }
     return CheckReport(
         findings=tuple(findings),
@@ -187,9 +187,18 @@ def _overlap_findings(d: pd.DataFrame, pairs: list[tuple[int, int, float]]) -> l
         file, line = _label_location(second["label_ref"], second["source"])
         _, first_line = _label_location(first["label_ref"], first["source"])
         same = f"line {first_line}" if first_line else "another box"
-        out.append(Finding(kind, f"overlaps {same} of the same class '{second['class_name']}' with IoU {iou:.3f}; "
-                           "delete one of them if they mark the same object", file, line,
-                           split=second["split"], class_name=second["class_name"], value=float(iou)))
+        out.append(
+            Finding(
+                kind,
+                f"overlaps {same} of the same class '{second['class_name']}' with IoU {iou:.3f}; "
+                "delete one of them if they mark the same object",
+                file,
+                line,
+                split=second["split"],
+                class_name=second["class_name"],
+                value=float(iou),
+            )
+        )
     return out
 
 
@@ -278,8 +287,8 @@ def _count(table: ObjectTable) -> dict[str, dict[str, Any]]:
         obj = data[data["split"] == split]
         per_class = obj["class_name"].value_counts()
         counts[split] = {
-            "images": int(len(img)),
-            "objects": int(len(obj)),
+            "images": len(img),
+            "objects": len(obj),
             "background_images": _n_background(img),
             "classes": {str(n): int(per_class.get(n, 0)) for n in table.class_names},
         }
