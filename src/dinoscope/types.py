@@ -22,7 +22,7 @@ FINDING_KINDS: dict[str, tuple[Severity, str]] = {
     "unreadable_annotations": (Severity.ERROR, "annotation file cannot be parsed"),
     "malformed_line": (Severity.ERROR, "label line with a wrong number of values or non-numbers"),
     "unknown_class": (Severity.ERROR, "class id not in the class names"),
-    "coords_out_of_range": (Severity.ERROR, "normalised coordinates outside [0, 1]"),
+    "coords_out_of_range": (Severity.ERROR, "coordinates outside the image (outside [0, 1] when normalised)"),
     "pixel_coordinates": (Severity.ERROR, "coordinates look like pixels where normalised ones are expected"),
     "degenerate_box": (Severity.ERROR, "box with zero or negative width or height"),
     "tiny_box": (Severity.WARNING, "box narrower or lower than 2 px"),

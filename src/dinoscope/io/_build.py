@@ -29,11 +29,16 @@ _RESERVED = frozenset(OBJECT_COLUMNS) | {"polygon", "obb"}
 
 
 def relpath(path: Path, root: Path) -> str:
-    """``path`` relative to ``root`` in POSIX form (absolute when outside the root)."""
+    """``path`` relative to ``root`` in POSIX form (with ``..`` when outside the root, absolute across drives)."""
     p, r = os.path.abspath(path), os.path.abspath(root)
     if p.startswith(r.rstrip(os.sep) + os.sep):
         return p[len(r.rstrip(os.sep)) + 1 :].replace(os.sep, "/")
-    return "." if p == r else Path(p).as_posix()
+    if p == r:
+        return "."
+    try:
+        return Path(os.path.relpath(p, r)).as_posix()
+    except ValueError:  # another drive on Windows
+        return Path(p).as_posix()
 
 
 def polygon_problem(points: np.ndarray) -> str:
@@ -172,7 +177,7 @@ class TableBuilder:
             self.finding(
                 "degenerate_box",
                 f"box has width {x2 - x1:.2f} px and height {y2 - y1:.2f} px; "
-                "a box needs positive size, fix or delete the line",
+                "a box needs positive size, fix or delete the annotation",
                 class_name=name,
                 **where,
             )
@@ -182,7 +187,7 @@ class TableBuilder:
         if x2 <= x1 or y2 <= y1:
             self.finding(
                 "degenerate_box",
-                "box lies entirely outside the image; fix or delete the line",
+                "box lies entirely outside the image; fix or delete the annotation",
                 class_name=name,
                 **where,
             )

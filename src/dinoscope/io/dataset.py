@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import os
+import posixpath
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -126,6 +129,10 @@ def _read_coco_folder(folder: Path, **options: Any) -> ObjectTable:
     if not files:
         raise DatasetFormatError(f"{folder}: no COCO JSON found here or in annotations/")
     tables = [read_coco(f, **options) for f in files]
+    roots = [str(t.root) for t in tables]
+    if len(set(roots)) > 1:  # e.g. train2017/ and val2017/: make every path relative to one common root
+        common = Path(os.path.commonpath(roots))
+        tables = [_rebase(t, common) for t in tables]
     try:
         return ObjectTable.concat(tables)
     except ValueError as exc:
@@ -151,3 +158,24 @@ def _looks_like_class_folders(folder: Path) -> bool:
     if all(split_of(f"{d.name}/x") != "all" for d in subdirs):  # split folders: look one level down
         subdirs = [c for d in subdirs for c in d.iterdir() if c.is_dir()]
     return bool(subdirs) and all(list_images(d, recursive=False) for d in subdirs if any(d.iterdir()))
+
+
+def _rebase(table: ObjectTable, root: Path) -> ObjectTable:
+    """The same table with every path relative to ``root``, an ancestor of ``table.root``."""
+    from dinoscope.io._build import relpath
+
+    prefix = relpath(Path(table.root or root), root)
+
+    def move(path: str) -> str:
+        return posixpath.normpath(posixpath.join(prefix, path)) if path else path
+
+    def move_ref(ref: str) -> str:
+        file, sep, line = ref.rpartition(":")
+        return f"{move(file)}:{line}" if sep and line.isdigit() else move(ref)
+
+    data = table.data.assign(source=table.data["source"].map(move), label_ref=table.data["label_ref"].map(move_ref))
+    images = table.images.assign(
+        source=table.images["source"].map(move), label_file=table.images["label_file"].map(move)
+    )
+    findings = tuple(dataclasses.replace(f, file=move(f.file)) for f in table.findings)
+    return dataclasses.replace(table, data=data, images=images, root=root, findings=findings)
