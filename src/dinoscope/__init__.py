@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     )
     from dinoscope.io.checks import CheckReport, run_checks
     from dinoscope.table import ObjectTable
+    from dinoscope.video import iter_frames, list_videos, probe_video
 
 __all__ = [
     "BackendError",
@@ -54,6 +55,9 @@ __all__ = [
     "OutputExistsError",
     "VideoError",
     "__version__",
+    "iter_frames",
+    "list_videos",
+    "probe_video",
     "read_class_folders",
     "read_coco",
     "read_dataset",
@@ -72,6 +76,9 @@ _LAZY = {
     "ObjectTable": "dinoscope.table",
     "CheckReport": "dinoscope.io.checks",
     "run_checks": "dinoscope.io.checks",
+    "iter_frames": "dinoscope.video",
+    "list_videos": "dinoscope.video",
+    "probe_video": "dinoscope.video",
     **{
         name: "dinoscope.io"
         for name in (

@@ -13,14 +13,13 @@ same for a folder of images without labels (class id -1, origin ``image``).
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 from dinoscope.errors import DatasetFormatError
 from dinoscope.io._build import TableBuilder, relpath
 from dinoscope.io.images import IMAGE_EXTENSIONS, list_images
 from dinoscope.io.yolo import split_of
-from dinoscope.table import ObjectTable, compute_object_ids
+from dinoscope.table import ObjectTable
 
 __all__ = ["read_class_folders", "read_image_folder"]
 
@@ -110,13 +109,11 @@ def read_image_folder(path: str | Path) -> ObjectTable:
             f"{root}: no image found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))} files, recursively); "
             "point to the folder that holds the images"
         )
-    # The builder only accepts class ids of known names: build with one placeholder class named "",
-    # then turn the objects into unlabelled ones (class id -1, no class names).
-    builder = TableBuilder(root, ("",), "images")
+    builder = TableBuilder(root, (), "images")
     splits = [split_of(relpath(img, root), _DEFAULT_SPLIT) for img in images]
     for img, probe in zip(images, builder.add_images(images, splits), strict=True):
-        builder.add_object(relpath(img, root), 0, (0.0, 0.0, float(probe.width), float(probe.height)), origin="image")
-    return _unlabelled(builder.build())
+        builder.add_object(relpath(img, root), -1, (0.0, 0.0, float(probe.width), float(probe.height)), origin="image")
+    return builder.build()
 
 
 def _require_folder(path: str | Path) -> Path:
@@ -151,14 +148,3 @@ def _class_dirs(root: Path) -> tuple[list[tuple[Path, str]], list[Path]]:
         else:
             logger.info("%s: folder without images beside the split folders; ignored", d)
     return pairs, loose
-
-
-def _unlabelled(table: ObjectTable) -> ObjectTable:
-    """The table with class id -1, class name "" and no class names (object ids recomputed for -1)."""
-    data = table.data.assign(class_id=-1, class_name="")
-    if len(data):
-        data["object_id"] = compute_object_ids(
-            data["content_hash"], data["frame"], data[["x1", "y1", "x2", "y2"]].to_numpy(), data["class_id"]
-        )
-    findings = tuple(replace(f, class_name="") for f in table.findings)
-    return replace(table, data=data, class_names=(), findings=findings)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ __all__ = [
     "ImageProbe",
     "hash_bytes",
     "is_image_file",
+    "list_files",
     "list_images",
     "probe_image",
     "probe_images",
@@ -43,14 +44,19 @@ def is_image_file(path: str | Path) -> bool:
 
 
 def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
-    """Image files under ``folder`` (hidden folders skipped), sorted by path."""
+    """Image files under ``folder`` (hidden files and folders skipped), sorted by path."""
+    return list_files(folder, is_image_file, recursive)
+
+
+def list_files(folder: str | Path, accept: Callable[[str], bool], recursive: bool = True) -> list[Path]:
+    """Files under ``folder`` whose name ``accept`` takes (hidden ones skipped), sorted; [] if no folder."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / f for f in filenames if is_image_file(f) and not f.startswith("."))
+        found.extend(Path(dirpath) / f for f in filenames if accept(f) and not f.startswith("."))
         if not recursive:
             break
     return sorted(found)

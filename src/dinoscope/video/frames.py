@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import numpy as np
 
 from dinoscope._deps import require
 from dinoscope.errors import VideoError
+from dinoscope.io.images import list_files
 
 if TYPE_CHECKING:
     import av.container
@@ -104,16 +104,7 @@ def list_videos(folder: str | Path, recursive: bool = True) -> list[Path]:
         >>> list_videos("datasets/videos")  # doctest: +SKIP
         [PosixPath('datasets/videos/cam1.mp4'), PosixPath('datasets/videos/cam2.MOV')]
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / f for f in filenames if is_video_file(f) and not f.startswith("."))
-        if not recursive:
-            break
-    return sorted(found)
+    return list_files(folder, is_video_file, recursive)
 
 
 def _av() -> ModuleType:
