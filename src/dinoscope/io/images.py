@@ -181,9 +181,12 @@ def probe_images(
     paths: Sequence[str | Path] | Iterable[str | Path], deep: bool = False, n_workers: int | None = None
 ) -> list[ImageProbe]:
     """:func:`probe_image` over many files with a thread pool (I/O and hashing release the GIL)."""
+    from dinoscope.progress import track
+
     paths = list(paths)
     if len(paths) < 16:
         return [probe_image(p, deep) for p in paths]
     n_workers = n_workers or min(8, (os.cpu_count() or 2) * 2)
     with ThreadPoolExecutor(n_workers) as pool:
-        return list(pool.map(lambda p: probe_image(p, deep), paths, chunksize=32))
+        probes = pool.map(lambda p: probe_image(p, deep), paths, chunksize=32)
+        return list(track(probes, total=len(paths), description="reading images", unit="img"))
