@@ -1,0 +1,1 @@
+"""Model backends; each module is imported only when one of its models is created."""
