@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dinoscope.errors import ConfigError
 
-__all__ = ["CheckConfig", "StrictModel", "build_config", "load_config_file"]
+__all__ = ["CheckConfig", "EmbedConfig", "StrictModel", "build_config", "load_config_file"]
 
 M = TypeVar("M", bound="StrictModel")
 
@@ -80,3 +80,46 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     return doc
+
+
+class EmbedConfig(StrictModel):
+    """Settings of ``dinoscope embed`` (every field is also a CLI option and a YAML key).
+
+    Attributes:
+        dataset: Dataset folder or annotation file (any format ``read_dataset`` reads).
+        out: Run directory to write (``objects.parquet``, ``embeddings/``, ``run.yaml``).
+        model: Registry name, ``timm:<name>``, ``onnx:<file>``, a local folder or a DINOv2 ``.pth``.
+        pooling: Pooled vector (default: the model's own default, CLS for DINOv2).
+        input_size: Model input side (multiple of the patch size; default: the model's).
+        crop: ``pad`` (keep the whole object, default), ``squash`` or ``center`` (original scripts).
+        context: Margin around each box as a fraction of its size.
+        whole_images: Embed each image as one object instead of its boxes.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
+        store_dtype: ``float32`` or ``float16`` for the stored vectors.
+        cache_dir: Content cache folder (default ``~/.cache/dinoscope`` or ``$DINOSCOPE_CACHE``).
+        no_cache: Do not read or write the content cache.
+    """
+
+    dataset: Path
+    out: Path
+    format: Literal["auto", "yolo", "coco", "voc", "mmpretrain", "class-folders", "masks", "images"] = "auto"
+    model: str = "dinov2-base"
+    pooling: Literal["cls", "mean", "cls+mean", "all-mean", "avg"] | None = None
+    input_size: int | None = None
+    crop: Literal["pad", "squash", "center"] = "pad"
+    context: float = 0.0
+    fill: Literal["mean", "edge", "reflect"] = "mean"
+    min_size: float = 8.0
+    whole_images: bool = False
+    batch_size: int | None = None
+    workers: int | None = None
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    store_dtype: Literal["float32", "float16"] = "float32"
+    compile: bool = False
+    cache_dir: Path | None = None
+    no_cache: bool = False
+    allow_download: bool = False
+    resume: bool = False
+    overwrite: bool = False

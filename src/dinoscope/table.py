@@ -193,6 +193,35 @@ class ObjectTable:
         counts = self.data["class_name"].value_counts()
         return pd.Series([int(counts.get(n, 0)) for n in self.class_names], index=list(self.class_names))
 
+    def whole_images(self) -> ObjectTable:
+        """One object per readable image (whole-image box, class -1, origin ``image``), for frame-level work."""
+        img = self.images[self.images["error"] == ""].reset_index(drop=True)
+        n = len(img)
+        data = pd.DataFrame(
+            {
+                "source": img["source"],
+                "frame": np.full(n, -1),
+                "split": img["split"],
+                "class_id": np.full(n, -1),
+                "class_name": [""] * n,
+                "x1": np.zeros(n),
+                "y1": np.zeros(n),
+                "x2": img["width"].astype(float),
+                "y2": img["height"].astype(float),
+                "image_w": img["width"],
+                "image_h": img["height"],
+                "origin": ["image"] * n,
+                "confidence": np.full(n, np.nan),
+                "label_ref": [""] * n,
+                "content_hash": img["content_hash"],
+            }
+        )
+        ids = compute_object_ids(
+            data["content_hash"], data["frame"], data[["x1", "y1", "x2", "y2"]].to_numpy(), data["class_id"]
+        )
+        data.insert(0, "object_id", ids)
+        return replace(self, data=data)
+
     def with_columns(self, **columns: Any) -> ObjectTable:
         """A new table with columns added or replaced (arrays of length N or scalars)."""
         return replace(self, data=self.data.assign(**columns))

@@ -8,6 +8,7 @@ import typer
 
 from dinoscope._version import __version__
 from dinoscope.cli import check as check_cmd
+from dinoscope.cli import embed as embed_cmd
 from dinoscope.cli._common import out_console, settings, setup_logging
 
 app = typer.Typer(
@@ -40,6 +41,9 @@ def _global(
 
 
 app.command("check", no_args_is_help=True)(check_cmd.check)
+app.command("embed", no_args_is_help=True)(embed_cmd.embed)
+app.command("models")(embed_cmd.models)
+app.add_typer(embed_cmd.cache_app, name="cache")
 
 
 def main() -> None:

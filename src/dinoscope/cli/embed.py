@@ -1,0 +1,102 @@
+"""``dinoscope embed``, ``dinoscope models`` and ``dinoscope cache``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from dinoscope.cli._common import handle_errors, out_console
+
+cache_app = typer.Typer(help="Inspect and prune the embedding cache.", no_args_is_help=True)
+
+
+def embed(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder or annotation file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Model name, timm:<name>, onnx:<file>, folder or .pth.")
+    ] = "dinov2-base",
+    format: Annotated[str, typer.Option("--format", "-f", help="Dataset format or auto.")] = "auto",
+    pooling: Annotated[str | None, typer.Option(help="cls, mean, cls+mean, all-mean or avg.")] = None,
+    input_size: Annotated[int | None, typer.Option(help="Model input side in pixels.")] = None,
+    crop: Annotated[str, typer.Option(help="pad (whole object, default), squash or center.")] = "pad",
+    context: Annotated[float, typer.Option(help="Margin around boxes, fraction of their size.")] = 0.0,
+    whole_images: Annotated[bool, typer.Option(help="One object per image instead of per box.")] = False,
+    batch_size: Annotated[int | None, typer.Option(help="Crops per batch (default: from free memory).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Decode worker processes.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+    store_dtype: Annotated[str, typer.Option(help="float32 or float16 vectors on disk.")] = "float32",
+    compile: Annotated[bool, typer.Option(help="torch.compile the model (long warm-up).")] = False,
+    cache_dir: Annotated[Path | None, typer.Option(help="Content cache folder.")] = None,
+    no_cache: Annotated[bool, typer.Option(help="Neither read nor write the content cache.")] = False,
+    allow_download: Annotated[bool, typer.Option(help="Allow downloading weights from the hub.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace the results of an existing run.")] = False,
+) -> None:
+    """Embed every object of a dataset into a run directory (cached by content)."""
+    from dinoscope.embed.pipeline import embed as run
+
+    options = {k: v for k, v in locals().items() if k != "run"}
+    with handle_errors():
+        result = run(**options)
+    s = result.stats
+    out_console.print(
+        f"[bold]{result.spec.name}[/bold] ({result.spec.embed_dim}-d, {result.crop.policy} crops): "
+        f"{s.n_objects} objects - {s.n_computed} computed, {s.n_cached} from cache, {s.n_resumed} already done, "
+        f"{s.n_failed} failed; {s.objects_per_s:.1f} objects/s, peak RAM {s.peak_rss_mb:.0f} MB"
+    )
+    out_console.print(f"vectors: {result.store_path}")
+    if s.n_failed:
+        raise typer.Exit(0)
+
+
+def models(
+    pattern: Annotated[str, typer.Argument(help="Shell pattern, e.g. '*dinov2*'.")] = "*",
+) -> None:
+    """List the registered models and whether their weights are available offline."""
+    from dinoscope.embed.registry import list_models, weights_available
+
+    table = Table(title="Models (also: timm:<name>, onnx:<file>, a local folder or an official DINOv2 .pth)")
+    table.add_column("name")
+    table.add_column("weights")
+    table.add_column("offline")
+    table.add_column("description")
+    for entry in list_models(pattern):
+        ok = weights_available(entry)
+        table.add_row(entry.name, entry.weights, "[green]yes[/]" if ok else "[dim]no[/]", entry.description)
+    out_console.print(table)
+
+
+@cache_app.command("info")
+def cache_info(root: Annotated[Path | None, typer.Option(help="Cache folder.")] = None) -> None:
+    """Show each cached model's entries and size."""
+    from dinoscope.embed.cache import cache_info as info
+
+    with handle_errors():
+        rows = info(root)
+    table = Table(title="Embedding cache")
+    for col in ("model", "entries", "MB", "file"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["name"]), str(r["entries"]), f"{r['bytes'] / 1e6:.1f}", str(r["path"]))
+    out_console.print(table)
+
+
+@cache_app.command("prune")
+def cache_prune(
+    root: Annotated[Path | None, typer.Option(help="Cache folder.")] = None,
+    max_mb: Annotated[float | None, typer.Option(help="Keep at most this many MB per model.")] = None,
+    older_than_days: Annotated[float | None, typer.Option(help="Drop entries unused for this long.")] = None,
+) -> None:
+    """Remove least recently used entries."""
+    from dinoscope.embed.cache import prune_all
+
+    with handle_errors():
+        removed = prune_all(
+            root, max_bytes=None if max_mb is None else int(max_mb * 1e6), older_than_days=older_than_days
+        )
+    out_console.print(f"removed {removed} cache entries")

@@ -1,0 +1,340 @@
+"""The embedding engine: object table -> crops -> batches -> vectors in a store, cached by content.
+
+Each source image (or video frame) is decoded once and all of its crops are cut from it in memory, in
+DataLoader worker processes that build whole uint8 batches (pinned on CUDA), so the model never waits for
+I/O. Vectors already in the content cache are not recomputed; the store is flushed after every batch so
+an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from dinoscope.embed.crops import cut_crops
+from dinoscope.embed.spec import CropSpec, ModelSpec
+from dinoscope.errors import BackendError, DinoscopeError, DinoscopeWarning
+from dinoscope.table import ObjectTable
+
+if TYPE_CHECKING:
+    from dinoscope.embed.base import Backend
+    from dinoscope.embed.cache import EmbeddingCache
+    from dinoscope.embed.store import EmbeddingStore
+
+__all__ = ["EmbedStats", "embed_table", "store_name"]
+
+logger = logging.getLogger(__name__)
+_CPU_BATCH = 32
+_LOW_MEMORY_FRAC = 0.05
+
+
+@dataclass
+class EmbedStats:
+    """What a run did. ``objects_per_s`` counts computed objects over the compute loop's wall time."""
+
+    n_objects: int = 0
+    n_cached: int = 0
+    n_resumed: int = 0
+    n_computed: int = 0
+    n_failed: int = 0
+    seconds: float = 0.0
+    objects_per_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    batch_size: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def store_name(spec: ModelSpec, crop: CropSpec) -> str:
+    """File stem of a store: readable model name plus a hash of everything that changes the vectors."""
+    import hashlib
+
+    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(spec.name).name).strip("-") or "model"
+    key = hashlib.blake2b(f"{spec.key()}|{crop.key()}".encode(), digest_size=4).hexdigest()
+    return f"{slug}-{key}"
+
+
+def embed_table(
+    table: ObjectTable,
+    backend: Backend,
+    store: EmbeddingStore,
+    crop: CropSpec | None = None,
+    *,
+    cache: EmbeddingCache | None = None,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+) -> EmbedStats:
+    """Fill ``store`` (rows aligned with ``table``) with the backend's vectors of every object.
+
+    Rows already done in the store (a resumed run) and vectors found in ``cache`` are not recomputed.
+    Unreadable images are reported (file and reason) and their rows marked failed; no row shifts.
+
+    Args:
+        table: Objects with ``source`` relative to ``table.root`` (stills, or video frames when ``frame >= 0``).
+        backend: A model from :func:`dinoscope.embed.registry.create_backend`, already on its device.
+        store: The run's store for this model and crop spec.
+        crop: Crop policy (default: keep the whole object, padded to a square).
+        cache: Content cache shared across runs, or None.
+        batch_size: Crops per forward pass (default: from free GPU memory, 32 on CPU).
+        num_workers: Decode worker processes (default: 1 on a 2-core CPU run, up to 8 with a GPU).
+
+    Returns:
+        Counts and throughput of the run.
+    """
+    crop = crop or CropSpec()
+    stats = EmbedStats(n_objects=len(table))
+    todo = store.missing()
+    stats.n_resumed = len(table) - len(todo) - len(store.failed)
+    keys = None
+    if cache is not None and len(todo):
+        from dinoscope.embed.cache import cache_keys
+
+        keys = cache_keys(table.data)
+        found, vectors = cache.get_many(list(keys[todo]))
+        if found.any():
+            store.write(todo[found], vectors)
+            store.flush()
+        stats.n_cached = int(found.sum())
+        todo = todo[~found]
+    if not len(todo):
+        return stats
+    device_type = getattr(getattr(backend, "device", None), "type", "cpu")
+    stats.batch_size = batch_size or _default_batch_size(backend, device_type)
+    loader = _make_loader(table, todo, backend.spec, crop, stats.batch_size, num_workers, device_type)
+    _run(loader, backend, store, cache, keys, stats)
+    return stats
+
+
+def _run(
+    loader: Any,
+    backend: Backend,
+    store: EmbeddingStore,
+    cache: EmbeddingCache | None,
+    keys: np.ndarray | None,
+    stats: EmbedStats,
+) -> None:
+    from dinoscope.progress import track
+
+    start = time.perf_counter()
+    max_chunk = stats.batch_size
+    try:
+        for batch in track(loader, description="embedding", unit="batch"):
+            if batch["failed_rows"]:
+                store.mark_failed(np.asarray(batch["failed_rows"]), list(batch["failed_reasons"]))
+                stats.failures.update(zip(batch["failed_sources"], batch["failed_reasons"], strict=True))
+                stats.n_failed += len(batch["failed_rows"])
+            rows = batch["rows"].numpy()
+            if not len(rows):
+                continue
+            vectors, max_chunk = _forward(backend, batch["images"], max_chunk)
+            store.write(rows, vectors)
+            store.flush()
+            if cache is not None and keys is not None:
+                cache.put_many(list(keys[rows]), vectors)
+            stats.n_computed += len(rows)
+            _check_memory()
+    except KeyboardInterrupt:
+        store.flush()
+        raise DinoscopeError(
+            f"interrupted after {stats.n_computed} new vectors; the store is consistent - run again with --resume "
+            "to finish"
+        ) from None
+    finally:
+        stats.seconds = time.perf_counter() - start
+        stats.objects_per_s = stats.n_computed / stats.seconds if stats.seconds else 0.0
+        stats.peak_rss_mb = _peak_rss_mb()
+    for source, reason in stats.failures.items():
+        logger.warning("%s: not embedded (%s)", source, reason)
+
+
+def _forward(backend: Backend, images: Any, max_chunk: int) -> tuple[np.ndarray, int]:
+    """Run the model in chunks of at most ``max_chunk``, halving it on CUDA out-of-memory errors."""
+    out, i = [], 0
+    while i < len(images):
+        chunk = images[i : i + max_chunk]
+        try:
+            vectors = backend.embed(chunk)
+        except torch.OutOfMemoryError:
+            if max_chunk == 1:
+                raise BackendError("out of GPU memory even with one crop per batch; use --device cpu") from None
+            max_chunk = max(1, max_chunk // 2)
+            torch.cuda.empty_cache()
+            logger.warning("GPU out of memory: batch size lowered to %d", max_chunk)
+            continue
+        out.append(vectors.float().cpu().numpy() if isinstance(vectors, torch.Tensor) else np.asarray(vectors))
+        i += len(chunk)
+    return np.concatenate(out).astype(np.float32, copy=False), max_chunk
+
+
+# --- data loading ----------------------------------------------------------------------------------------
+def _groups(table: ObjectTable, rows: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """(source, frames, rows, boxes) per source file, in path order: one decode pass per file."""
+    d = table.data.iloc[rows]
+    out = []
+    for source, g in d.groupby("source", sort=True):  # d keeps the table's row numbers as its index
+        out.append((str(source), g["frame"].to_numpy(), g.index.to_numpy(), g[["x1", "y1", "x2", "y2"]].to_numpy()))
+    return out
+
+
+def _make_loader(
+    table: ObjectTable,
+    rows: np.ndarray,
+    spec: ModelSpec,
+    crop: CropSpec,
+    batch_size: int,
+    num_workers: int | None,
+    device_type: str,
+) -> Any:
+    if num_workers is None:
+        cores = os.cpu_count() or 1
+        num_workers = min(8, cores - 1) if device_type == "cuda" else min(1, cores - 1)
+    stream = _CropStream(Path(table.root or "."), _groups(table, rows), spec, crop, batch_size)
+    return torch.utils.data.DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=num_workers,
+        pin_memory=device_type == "cuda",
+        prefetch_factor=4 if num_workers else None,
+        persistent_workers=False,
+    )
+
+
+class _CropStream(torch.utils.data.IterableDataset):
+    """Iterable of ready batches; each worker takes every k-th source file."""
+
+    def __init__(self, root: Path, groups: list, spec: ModelSpec, crop: CropSpec, batch_size: int) -> None:
+        super().__init__()
+        self.root, self.groups, self.spec, self.crop, self.batch_size = root, groups, spec, crop, batch_size
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        groups = self.groups[info.id :: info.num_workers] if info else self.groups
+        rows: list[np.ndarray] = []
+        crops: list[np.ndarray] = []
+        failed: tuple[list, list, list] = ([], [], [])
+        n = 0
+        for source, crops_or_error, group_rows in self._decode(groups):
+            if isinstance(crops_or_error, str):
+                failed[0].extend(group_rows.tolist())
+                failed[1].extend([crops_or_error] * len(group_rows))
+                failed[2].append(source)
+                continue
+            rows.append(group_rows)
+            crops.append(crops_or_error)
+            n += len(group_rows)
+            while n >= self.batch_size:
+                batch, rows, crops, n = _take(rows, crops, self.batch_size)
+                yield _batch(*batch, failed)
+                failed = ([], [], [])
+        if n or failed[0]:
+            yield _batch(
+                np.concatenate(rows) if rows else np.empty(0, np.int64),
+                np.concatenate(crops) if crops else np.empty((0, 1, 1, 3), np.uint8),
+                failed,
+            )
+
+    def _decode(self, groups: list) -> Iterator[tuple[str, np.ndarray | str, np.ndarray]]:
+        from dinoscope.io.images import read_image
+
+        s = self.spec
+        for source, frames, rows, boxes in groups:
+            if (frames >= 0).any():
+                yield from self._decode_video(source, frames, rows, boxes)
+                continue
+            try:
+                image = read_image(self.root / source)
+            except DinoscopeError as exc:
+                yield source, str(exc), rows
+                continue
+            yield source, cut_crops(image, boxes, self.crop, s.input_size, s.interpolation, s.mean), rows
+
+    def _decode_video(
+        self, source: str, frames: np.ndarray, rows: np.ndarray, boxes: np.ndarray
+    ) -> Iterator[tuple[str, np.ndarray | str, np.ndarray]]:
+        from dinoscope.video import iter_frames
+
+        s, wanted = self.spec, {int(f) for f in frames}
+        last = max(wanted)
+        try:
+            for frame in iter_frames(self.root / source):
+                if frame.index in wanted:
+                    sel = frames == frame.index
+                    crops = cut_crops(frame.image, boxes[sel], self.crop, s.input_size, s.interpolation, s.mean)
+                    wanted.discard(frame.index)
+                    yield source, crops, rows[sel]
+                if frame.index >= last:
+                    break
+        except DinoscopeError as exc:
+            wanted_rows = rows[np.isin(frames, list(wanted))]
+            yield source, str(exc), wanted_rows
+            return
+        if wanted:
+            yield source, f"frames {sorted(wanted)[:5]} not found in the video", rows[np.isin(frames, list(wanted))]
+
+
+def _take(
+    rows: list[np.ndarray], crops: list[np.ndarray], k: int
+) -> tuple[tuple[np.ndarray, np.ndarray], list, list, int]:
+    all_rows, all_crops = np.concatenate(rows), np.concatenate(crops)
+    rest = len(all_rows) - k
+    keep_rows, keep_crops = ([all_rows[k:]], [all_crops[k:]]) if rest else ([], [])
+    return (all_rows[:k], all_crops[:k]), keep_rows, keep_crops, rest
+
+
+def _batch(rows: np.ndarray, crops: np.ndarray, failed: tuple[list, list, list]) -> dict[str, Any]:
+    return {
+        "rows": torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64)),
+        "images": torch.from_numpy(np.ascontiguousarray(crops)),
+        "failed_rows": failed[0],
+        "failed_reasons": failed[1],
+        "failed_sources": failed[2],
+    }
+
+
+# --- resources -------------------------------------------------------------------------------------------
+def _default_batch_size(backend: Backend, device_type: str) -> int:
+    if device_type != "cuda":
+        return _CPU_BATCH
+    size = backend.spec.input_size
+    probe = torch.zeros((8, size, size, 3), dtype=torch.uint8)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    backend.embed(probe)
+    torch.cuda.synchronize()
+    per_item = max((torch.cuda.max_memory_allocated() - base) / 8, 1)
+    free, _ = torch.cuda.mem_get_info()
+    return int(np.clip(0.6 * free / per_item // 8 * 8, 8, 1024))
+
+
+def _check_memory() -> None:
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        total = float(info["MemTotal"].split()[0])
+        available = float(info["MemAvailable"].split()[0])
+    except (OSError, KeyError, ValueError):
+        return
+    if available / total < _LOW_MEMORY_FRAC:
+        import warnings
+
+        warnings.warn(
+            f"only {available / 1024:.0f} MB of RAM left: lower --batch-size or --workers",
+            DinoscopeWarning,
+            stacklevel=2,
+        )
+
+
+def _peak_rss_mb() -> float:
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    except (ImportError, OSError):
+        return 0.0
