@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from dinoscope.embed.cache import EmbeddingCache
     from dinoscope.embed.store import EmbeddingStore
 
-__all__ = ["EmbedStats", "embed_table", "store_name"]
+__all__ = ["EmbedStats", "embed_table"]
 
 logger = logging.getLogger(__name__)
 _CPU_BATCH = 32
@@ -50,15 +50,6 @@ class EmbedStats:
     peak_rss_mb: float = 0.0
     batch_size: int = 0
     failures: dict[str, str] = field(default_factory=dict)
-
-
-def store_name(spec: ModelSpec, crop: CropSpec) -> str:
-    """File stem of a store: readable model name plus a hash of everything that changes the vectors."""
-    import hashlib
-
-    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(spec.name).name).strip("-") or "model"
-    key = hashlib.blake2b(f"{spec.key()}|{crop.key()}".encode(), digest_size=4).hexdigest()
-    return f"{slug}-{key}"
 
 
 def embed_table(
@@ -128,7 +119,7 @@ def _run(
         for batch in track(loader, description="embedding", unit="batch"):
             if batch["failed_rows"]:
                 store.mark_failed(np.asarray(batch["failed_rows"]), list(batch["failed_reasons"]))
-                stats.failures.update(zip(batch["failed_sources"], batch["failed_reasons"], strict=True))
+                stats.failures.update((source, reason) for source, reason in batch["failed_sources"])
                 stats.n_failed += len(batch["failed_rows"])
             rows = batch["rows"].numpy()
             if not len(rows):
@@ -224,7 +215,7 @@ class _CropStream(torch.utils.data.IterableDataset):
             if isinstance(crops_or_error, str):
                 failed[0].extend(group_rows.tolist())
                 failed[1].extend([crops_or_error] * len(group_rows))
-                failed[2].append(source)
+                failed[2].append((source, crops_or_error))
                 continue
             rows.append(group_rows)
             crops.append(crops_or_error)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dinoscope.config import EmbedConfig, build_config
-from dinoscope.embed.engine import EmbedStats, embed_table, store_name
+from dinoscope.embed.engine import EmbedStats, embed_table
 from dinoscope.embed.spec import CropSpec, ModelSpec
 from dinoscope.run import RunDir
 from dinoscope.table import ObjectTable
@@ -53,7 +53,7 @@ def embed_from_config(config: EmbedConfig) -> EmbedResult:
     """Run the embedding described by a validated config (see :func:`embed`)."""
     from dinoscope.embed.cache import EmbeddingCache
     from dinoscope.embed.registry import create_backend
-    from dinoscope.embed.store import EmbeddingStore
+    from dinoscope.embed.store import EmbeddingStore, store_name
 
     started = time.perf_counter()
     run = RunDir.create(config.out, resume=config.resume, overwrite=config.overwrite)
@@ -65,7 +65,7 @@ def embed_from_config(config: EmbedConfig) -> EmbedResult:
         backend.to(config.device, precision=config.precision, compile=config.compile)
     spec = backend.spec
     crop = CropSpec(policy=config.crop, context_frac=config.context, fill=config.fill, min_size_px=config.min_size)
-    name = store_name(spec, crop)
+    name = store_name(spec.name, spec.key(), crop.key())
     meta = {"model": spec.to_dict(), "crop": crop.to_dict()}
     if config.resume and (run.embeddings_dir / f"{name}.npy").is_file():
         store = EmbeddingStore.open(run.embeddings_dir, name, mode="r+")
