@@ -45,15 +45,15 @@ class CheckConfig(StrictModel):
     strict: bool = False
 
 
-def build_config(model: type[M], **values: Any) -> M:
-    """Validate ``values`` into ``model``, raising one :class:`ConfigError` that lists every problem.
+def build_config(schema: type[M], /, **values: Any) -> M:
+    """Validate ``values`` into the ``schema`` model, raising one :class:`ConfigError` that lists every problem.
 
     Example:
         >>> build_config(CheckConfig, dataset="data", strict=True).strict
         True
     """
     try:
-        return model(**values)
+        return schema(**values)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -62,8 +62,8 @@ def build_config(model: type[M], **values: Any) -> M:
                 problems.append(f"unknown key '{key}'")
             else:
                 problems.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
-        allowed = ", ".join(model.model_fields)
-        raise ConfigError(f"invalid {model.__name__}: {'; '.join(problems)}. Allowed keys: {allowed}") from None
+        allowed = ", ".join(schema.model_fields)
+        raise ConfigError(f"invalid {schema.__name__}: {'; '.join(problems)}. Allowed keys: {allowed}") from None
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -108,7 +108,7 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if isinstance(value, Path):
+    if isinstance(value, (Path, str)):  # str subclasses (torch's version) are not YAML-safe
         return str(value)
     if hasattr(value, "item") and callable(value.item):
         return value.item()

@@ -38,3 +38,8 @@ class TinyCNN(TorchBackend):
         if self.interrupt_after is not None and self.calls > self.interrupt_after:
             raise KeyboardInterrupt
         return Features(fmap=self.module(x))
+
+
+def create_tiny(weights: str, **options: object) -> TinyCNN:
+    """Registry factory for :class:`TinyCNN` (``register_model("tiny-cnn", "tests.embed.fakes:create_tiny", ...)``)."""
+    return TinyCNN()

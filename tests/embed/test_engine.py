@@ -25,11 +25,11 @@ def _dataset(root: Path, n: int = 6) -> Path:
     return root
 
 
-def _store(tmp: Path, table, name: str = "s") -> EmbeddingStore:  # noqa: ANN001
+def _store(tmp: Path, table, name: str = "s") -> EmbeddingStore:
     return EmbeddingStore.create(tmp / "emb", name, list(table.object_id), 8, {"model": "tiny"})
 
 
-def _expected(table, backend: TinyCNN) -> np.ndarray:  # noqa: ANN001
+def _expected(table, backend: TinyCNN) -> np.ndarray:
     rows = []
     for src, g in table.data.groupby("source", sort=False):
         crops = cut_crops(

@@ -97,6 +97,7 @@ def embed_from_config(config: EmbedConfig) -> EmbedResult:
             "embed_stats": {**asdict(stats), "total_seconds": round(time.perf_counter() - started, 3)},
         }
     )
+    run.record_versions()
     return EmbedResult(run.path, run.embeddings_dir / f"{name}.npy", spec, crop, stats)
 
 
