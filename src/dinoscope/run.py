@@ -87,16 +87,26 @@ class RunDir:
         tmp.write_text(yaml.safe_dump(_plain(doc), sort_keys=False, allow_unicode=True), encoding="utf-8")
         tmp.replace(self.yaml_path)
 
+    def record_versions(self) -> None:
+        """Add the versions of the libraries loaded so far (torch, transformers...) to the provenance."""
+        doc = self.read_yaml().get("dinoscope", {})
+        doc["versions"] = {**doc.get("versions", {}), **_versions()}
+        self.write_yaml({"dinoscope": doc})
 
-def _provenance() -> dict[str, Any]:
+
+def _versions() -> dict[str, str]:
     versions = {"dinoscope": __version__, "python": platform.python_version()}
     for name in ("torch", "transformers", "timm", "numpy", "onnxruntime"):
         module = sys.modules.get(name)
         if module is not None:
-            versions[name] = getattr(module, "__version__", "?")
+            versions[name] = str(getattr(module, "__version__", "?"))
+    return versions
+
+
+def _provenance() -> dict[str, Any]:
     return {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "versions": versions,
+        "versions": _versions(),
         "command": " ".join(sys.argv),
         "host": platform.node(),
     }
