@@ -42,7 +42,8 @@ class ModelEntry:
     def create(self, **options: Any) -> Backend:
         module, func = self.factory.split(":")
         fn = getattr(importlib.import_module(module), func)
-        return fn(self.weights, **{**self.options, **{k: v for k, v in options.items() if v is not None}})
+        given = {k: v for k, v in options.items() if v is not None}
+        return fn(self.weights, **{"name": self.name, **self.options, **given})
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
