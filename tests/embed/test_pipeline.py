@@ -80,3 +80,14 @@ def test_unknown_model_and_bad_option_are_one_line_errors(tmp_path: Path) -> Non
 def test_models_lists_the_registry() -> None:
     out = runner.invoke(app, ["models", "*efficientnet*"])
     assert out.exit_code == 0 and "efficientnet-lite0" in out.stdout and "dinov2" not in out.stdout
+
+
+def test_cache_info_and_prune_commands(tmp_path: Path) -> None:
+    ds = _dataset(tmp_path / "ds", 2)
+    embed(dataset=ds, out=tmp_path / "run", model="tiny-cnn", cache_dir=tmp_path / "cache", workers=0)
+    (tmp_path / "cache" / "keep-me.txt").write_text("not dinoscope's")
+    info = runner.invoke(app, ["cache", "info", "--root", str(tmp_path / "cache")])
+    assert info.exit_code == 0 and "tiny-cnn" in info.stdout and " 6 " in info.stdout
+    pruned = runner.invoke(app, ["cache", "prune", "--root", str(tmp_path / "cache"), "--max-mb", "0"])
+    assert pruned.exit_code == 0 and "removed 6 cache entries" in pruned.stdout
+    assert (tmp_path / "cache" / "keep-me.txt").read_text() == "not dinoscope's"

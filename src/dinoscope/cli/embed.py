@@ -82,7 +82,7 @@ def cache_info(root: Annotated[Path | None, typer.Option(help="Cache folder.")] 
     for col in ("model", "entries", "MB", "file"):
         table.add_column(col)
     for r in rows:
-        table.add_row(str(r["name"]), str(r["entries"]), f"{r['bytes'] / 1e6:.1f}", str(r["path"]))
+        table.add_row(r.name or "?", str(r.entries), f"{r.bytes / 1e6:.1f}", str(r.path))
     out_console.print(table)
 
 
@@ -93,10 +93,13 @@ def cache_prune(
     older_than_days: Annotated[float | None, typer.Option(help="Drop entries unused for this long.")] = None,
 ) -> None:
     """Remove least recently used entries."""
-    from dinoscope.embed.cache import prune_all
+    from dinoscope.embed.cache import EmbeddingCache, cache_info
 
     with handle_errors():
-        removed = prune_all(
-            root, max_bytes=None if max_mb is None else int(max_mb * 1e6), older_than_days=older_than_days
-        )
+        removed = 0
+        for info in cache_info(root):
+            with EmbeddingCache(root, model_key=info.model_key, crop_key=info.crop_key, spec={}) as cache:
+                removed += cache.prune(
+                    max_bytes=None if max_mb is None else int(max_mb * 1e6), older_than_days=older_than_days
+                )
     out_console.print(f"removed {removed} cache entries")

@@ -125,6 +125,7 @@ def _run(
             if not len(rows):
                 continue
             vectors, max_chunk = _forward(backend, batch["images"], max_chunk)
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)  # cache unit vectors
             store.write(rows, vectors)
             store.flush()
             if cache is not None and keys is not None:

@@ -59,6 +59,12 @@ class ModelSpec:
             raise ValueError(
                 f"input_size {self.input_size} must be a positive multiple of the patch size {self.patch_size}"
             )
+        try:
+            json.dumps(self.extra)
+        except TypeError as exc:
+            raise ValueError(
+                f"ModelSpec.extra must hold JSON values only (it is part of the cache key): {exc}"
+            ) from exc
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 
