@@ -103,3 +103,20 @@ def test_runs_are_deterministic(tmp_path: Path) -> None:
     embed_table(table, TinyCNN(), a, num_workers=0)
     embed_table(table, TinyCNN(), b, num_workers=1)
     assert np.array_equal(a.as_array(), b.as_array())
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_every_row() -> None:
+    import torch
+
+    from dinoscope.embed.engine import _forward
+
+    class SmallMemory(TinyCNN):
+        def embed(self, images):
+            if len(images) > 3:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return super().embed(images)
+
+    crops = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (10, 32, 32, 3), dtype=np.uint8))
+    vectors, chunk = _forward(SmallMemory(), crops, max_chunk=16)
+    assert chunk == 2 and vectors.shape == (10, 8)
+    np.testing.assert_allclose(vectors, TinyCNN().embed(crops).numpy(), atol=1e-6)

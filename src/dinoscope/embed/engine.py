@@ -111,27 +111,31 @@ def _run(
     keys: np.ndarray | None,
     stats: EmbedStats,
 ) -> None:
-    from dinoscope.progress import track
+    from dinoscope.progress import ProgressBar
 
     start = time.perf_counter()
     max_chunk = stats.batch_size
+    bar = ProgressBar(loader.dataset.n_objects, "embedding", "obj", status=_memory_status)
     try:
-        for batch in track(loader, description="embedding", unit="batch"):
-            if batch["failed_rows"]:
-                store.mark_failed(np.asarray(batch["failed_rows"]), list(batch["failed_reasons"]))
-                stats.failures.update((source, reason) for source, reason in batch["failed_sources"])
-                stats.n_failed += len(batch["failed_rows"])
-            rows = batch["rows"].numpy()
-            if not len(rows):
-                continue
-            vectors, max_chunk = _forward(backend, batch["images"], max_chunk)
-            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)  # cache unit vectors
-            store.write(rows, vectors)
-            store.flush()
-            if cache is not None and keys is not None:
-                cache.put_many(list(keys[rows]), vectors)
-            stats.n_computed += len(rows)
-            _check_memory()
+        with bar:
+            for batch in loader:
+                if batch["failed_rows"]:
+                    store.mark_failed(np.asarray(batch["failed_rows"]), list(batch["failed_reasons"]))
+                    stats.failures.update((source, reason) for source, reason in batch["failed_sources"])
+                    stats.n_failed += len(batch["failed_rows"])
+                    bar.advance(len(batch["failed_rows"]))
+                rows = batch["rows"].numpy()
+                if not len(rows):
+                    continue
+                vectors, max_chunk = _forward(backend, batch["images"], max_chunk)
+                vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)  # cache unit vectors
+                store.write(rows, vectors)
+                store.flush()
+                if cache is not None and keys is not None:
+                    cache.put_many(list(keys[rows]), vectors)
+                stats.n_computed += len(rows)
+                bar.advance(len(rows))
+                _check_memory()
     except KeyboardInterrupt:
         store.flush()
         raise DinoscopeError(
@@ -204,6 +208,7 @@ class _CropStream(torch.utils.data.IterableDataset):
     def __init__(self, root: Path, groups: list, spec: ModelSpec, crop: CropSpec, batch_size: int) -> None:
         super().__init__()
         self.root, self.groups, self.spec, self.crop, self.batch_size = root, groups, spec, crop, batch_size
+        self.n_objects = sum(len(g[2]) for g in groups)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = torch.utils.data.get_worker_info()
@@ -321,6 +326,22 @@ def _check_memory() -> None:
             DinoscopeWarning,
             stacklevel=2,
         )
+
+
+def _memory_status() -> str:
+    """RAM in use by this process (and GPU memory when CUDA is in use), for the progress bar."""
+    text = f"RAM {_rss_mb():,.0f} MB"
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        text += f", GPU {torch.cuda.memory_allocated() / 2**20:,.0f} MB"
+    return text
+
+
+def _rss_mb() -> float:
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return _peak_rss_mb()
 
 
 def _peak_rss_mb() -> float:
