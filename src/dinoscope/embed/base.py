@@ -152,7 +152,9 @@ class TorchBackend:
         if f.fmap is not None:
             return f.fmap.permute(0, 2, 3, 1).float()
         if f.patches is None or f.grid is None:
-            raise NotImplementedError(f"{self.spec.name} exposes no patch features")
+            from dinoscope.errors import BackendError
+
+            raise BackendError(f"{self.spec.name} exposes no patch features; choose a ViT or CNN backbone")
         b, _, c = f.patches.shape
         return f.patches.reshape(b, *f.grid, c).float()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dinoscope._deps import require
+from dinoscope.embed.backends._files import hash_files
 from dinoscope.embed.base import Features, TorchBackend
 from dinoscope.embed.spec import ModelSpec
 from dinoscope.errors import BackendError
@@ -65,7 +65,6 @@ _FIXES = (
     "(hf download {repo}) and set HF_HOME, pass --allow-download, or use the offline model --model efficientnet-lite0"
 )
 #: Content hashes of weight files keyed by (resolved path, size, mtime) of each file: computed once per process.
-_HASHES: dict[tuple[tuple[str, int, int], ...], str] = {}
 
 
 class HFViTBackend(TorchBackend):
@@ -169,7 +168,7 @@ def create_dinov2(
         )
     cls_name = "Dinov2WithRegistersModel" if model_type == "dinov2_with_registers" else "Dinov2Model"
     module = _load_module(cls_name, folder, label)
-    meta = {"weights": weights, "weights_hash": _hash_weights(_weight_files(folder)), "loader": "transformers"}
+    meta = {"weights": weights, "weights_hash": hash_files(*_weight_files(folder)), "loader": "transformers"}
     spec = _make_spec(
         module.config, label, "hf-dinov2", meta, input_size, pooling, _read_preprocessing(folder, "dinov2")
     )
@@ -211,7 +210,7 @@ def create_from_dinov2_checkpoint(
     label, file = name or path, Path(path).expanduser()
     _check_pooling(pooling, "dinov2", label)
     module = load_checkpoint(file, num_heads)
-    meta = {"weights": str(path), "weights_hash": _hash_weights([file]), "loader": "dinov2-pth"}
+    meta = {"weights": str(path), "weights_hash": hash_files(file), "loader": "dinov2-pth"}
     spec = _make_spec(module.config, label, "hf-dinov2", meta, input_size, pooling, _DEFAULT_PREPROCESSING["dinov2"])
     return HFViTBackend(module, _note(spec, loader_note), n_registers=_n_registers(module))
 
@@ -256,7 +255,7 @@ def create_clip_vision(
     cfg = module.config
     patch = _side(cfg.patch_size)
     native = math.isqrt(cfg.num_patches) * patch if cls_name.startswith("Siglip2") else _side(cfg.image_size)
-    meta = {"weights": weights, "weights_hash": _hash_weights(_weight_files(folder)), "loader": "transformers"}
+    meta = {"weights": weights, "weights_hash": hash_files(*_weight_files(folder)), "loader": "transformers"}
     preprocessing = _read_preprocessing(folder, family)
     spec = _make_spec(cfg, label, "hf-clip", meta, input_size or native, pooling, preprocessing)
     return HFVisionTowerBackend(module, _note(spec, loader_note), family=family, native_size=native)
@@ -421,19 +420,6 @@ def _errors_only(record: logging.LogRecord) -> bool:
 
 def _weight_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
-
-
-def _hash_weights(files: list[Path]) -> str:
-    """blake2b of the files' bytes, cached per process by (resolved path, size, mtime)."""
-    key = tuple((str(p.resolve()), (st := p.stat()).st_size, st.st_mtime_ns) for p in files)
-    if key not in _HASHES:
-        digest = hashlib.blake2b(digest_size=16)
-        for p in files:
-            with p.open("rb") as f:
-                while chunk := f.read(1 << 22):
-                    digest.update(chunk)
-        _HASHES[key] = digest.hexdigest()
-    return _HASHES[key]
 
 
 def _read_preprocessing(folder: Path, family: str) -> Preprocessing:
