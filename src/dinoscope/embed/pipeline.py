@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from dinoscope.config import EmbedConfig, build_config
+from dinoscope.embed.base import Backend
 from dinoscope.embed.engine import EmbedStats, embed_table
 from dinoscope.embed.spec import CropSpec, ModelSpec
+from dinoscope.errors import DinoscopeError
 from dinoscope.run import RunDir
 from dinoscope.table import ObjectTable
 
@@ -51,20 +53,37 @@ def embed(**kwargs: Any) -> EmbedResult:
 
 def embed_from_config(config: EmbedConfig) -> EmbedResult:
     """Run the embedding described by a validated config (see :func:`embed`)."""
-    from dinoscope.embed.cache import EmbeddingCache
+    from dinoscope.embed.cache import EmbeddingCache, resolve_cache_root
     from dinoscope.embed.registry import create_backend
+    from dinoscope.embed.specmemo import load_spec, save_spec
     from dinoscope.embed.store import EmbeddingStore, store_name
 
     started = time.perf_counter()
     run = RunDir.create(config.out, resume=config.resume, overwrite=config.overwrite)
     table = _objects(config, run)
-    backend = create_backend(
-        config.model, pooling=config.pooling, input_size=config.input_size, allow_download=config.allow_download
-    )
-    if hasattr(backend, "to"):
-        backend.to(config.device, precision=config.precision, compile=config.compile)
-    spec = backend.spec
     crop = CropSpec(policy=config.crop, context_frac=config.context, fill=config.fill, min_size_px=config.min_size)
+    cache_root = resolve_cache_root(config.cache_dir)
+    options = {"pooling": config.pooling, "input_size": config.input_size}
+    spec = None if config.no_cache else load_spec(cache_root, config.model, options)
+    built: list[Backend] = []
+
+    def backend() -> Backend:
+        """The model on its device, built on first need (never when every vector is cached)."""
+        if not built:
+            b = create_backend(config.model, **options, allow_download=config.allow_download)
+            if hasattr(b, "to"):
+                b.to(config.device, precision=config.precision, compile=config.compile)
+            if spec is not None and b.spec.key() != spec.key():
+                raise DinoscopeError(
+                    f"model {config.model!r} changed since its spec was remembered; run "
+                    "`dinoscope cache clear` and try again"
+                )
+            if not config.no_cache:
+                save_spec(cache_root, config.model, options, b.spec)
+            built.append(b)
+        return built[0]
+
+    spec = spec or backend().spec
     name = store_name(spec.name, spec.key(), crop.key())
     meta = {"model": spec.to_dict(), "crop": crop.to_dict()}
     if config.resume and (run.embeddings_dir / f"{name}.npy").is_file():
@@ -81,7 +100,7 @@ def embed_from_config(config: EmbedConfig) -> EmbedResult:
         )
     cache = None
     if not config.no_cache:
-        cache = EmbeddingCache(config.cache_dir, model_key=spec.key(), crop_key=crop.key(), spec=meta)
+        cache = EmbeddingCache(cache_root, model_key=spec.key(), crop_key=crop.key(), spec=meta)
     stats = embed_table(
         table, backend, store, crop, cache=cache, batch_size=config.batch_size, num_workers=config.workers
     )

@@ -15,7 +15,15 @@ from typing import Any
 from dinoscope.embed.base import Backend
 from dinoscope.errors import BackendError
 
-__all__ = ["DEFAULT_MODEL", "ModelEntry", "create_backend", "list_models", "register_model", "weights_available"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "ModelEntry",
+    "create_backend",
+    "hf_snapshot",
+    "list_models",
+    "register_model",
+    "weights_available",
+]
 
 #: What users of the original scripts expect.
 DEFAULT_MODEL = "dinov2-base"
@@ -111,12 +119,21 @@ def weights_available(entry: ModelEntry) -> bool:
 
 
 def _in_hf_cache(repo_id: str) -> bool:
+    snapshot = hf_snapshot(repo_id)
+    return snapshot is not None and (snapshot / "config.json").is_file()
+
+
+def hf_snapshot(repo_id: str) -> Path | None:
+    """The local Hugging Face cache folder of a hub model (``refs/main``, else the newest), or None."""
     import os
 
     home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
-    hub = Path(os.environ.get("HF_HUB_CACHE") or home / "hub")
-    snapshots = hub / f"models--{repo_id.replace('/', '--')}" / "snapshots"
-    return any(snapshots.glob("*/config.json"))
+    repo = Path(os.environ.get("HF_HUB_CACHE") or home / "hub") / f"models--{repo_id.replace('/', '--')}"
+    ref = repo / "refs" / "main"
+    if ref.is_file() and (repo / "snapshots" / ref.read_text().strip()).is_dir():
+        return repo / "snapshots" / ref.read_text().strip()
+    snapshots = sorted((repo / "snapshots").glob("*"), key=lambda p: p.stat().st_mtime) if repo.is_dir() else []
+    return snapshots[-1] if snapshots else None
 
 
 def _call(factory: str, weights: str, options: dict[str, Any]) -> Backend:

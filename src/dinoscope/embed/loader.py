@@ -1,0 +1,144 @@
+"""Data loading for the engine: each source decoded once, its crops cut in memory, whole batches built in
+DataLoader worker processes (pinned on CUDA) so the model never waits for I/O."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dinoscope.embed.crops import cut_crops
+from dinoscope.embed.spec import CropSpec, ModelSpec
+from dinoscope.errors import DinoscopeError
+from dinoscope.table import ObjectTable
+
+__all__ = ["make_loader"]
+
+
+def _groups(table: ObjectTable, rows: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """(source, frames, rows, boxes) per source file, in path order: one decode pass per file."""
+    d = table.data.iloc[rows]
+    out = []
+    for source, g in d.groupby("source", sort=True):  # d keeps the table's row numbers as its index
+        out.append((str(source), g["frame"].to_numpy(), g.index.to_numpy(), g[["x1", "y1", "x2", "y2"]].to_numpy()))
+    return out
+
+
+def make_loader(
+    table: ObjectTable,
+    rows: np.ndarray,
+    spec: ModelSpec,
+    crop: CropSpec,
+    batch_size: int,
+    num_workers: int | None,
+    device_type: str,
+) -> Any:
+    if num_workers is None:
+        cores = os.cpu_count() or 1
+        num_workers = min(8, cores - 1) if device_type == "cuda" else min(1, cores - 1)
+    stream = _CropStream(Path(table.root or "."), _groups(table, rows), spec, crop, batch_size)
+    return torch.utils.data.DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=num_workers,
+        pin_memory=device_type == "cuda",
+        prefetch_factor=4 if num_workers else None,
+        persistent_workers=False,
+    )
+
+
+class _CropStream(torch.utils.data.IterableDataset):
+    """Iterable of ready batches; each worker takes every k-th source file."""
+
+    def __init__(self, root: Path, groups: list, spec: ModelSpec, crop: CropSpec, batch_size: int) -> None:
+        super().__init__()
+        self.root, self.groups, self.spec, self.crop, self.batch_size = root, groups, spec, crop, batch_size
+        self.n_objects = sum(len(g[2]) for g in groups)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        groups = self.groups[info.id :: info.num_workers] if info else self.groups
+        rows: list[np.ndarray] = []
+        crops: list[np.ndarray] = []
+        failed: tuple[list, list, list] = ([], [], [])
+        n = 0
+        for source, crops_or_error, group_rows in self._decode(groups):
+            if isinstance(crops_or_error, str):
+                failed[0].extend(group_rows.tolist())
+                failed[1].extend([crops_or_error] * len(group_rows))
+                failed[2].append((source, crops_or_error))
+                continue
+            rows.append(group_rows)
+            crops.append(crops_or_error)
+            n += len(group_rows)
+            while n >= self.batch_size:
+                batch, rows, crops, n = _take(rows, crops, self.batch_size)
+                yield _batch(*batch, failed)
+                failed = ([], [], [])
+        if n or failed[0]:
+            yield _batch(
+                np.concatenate(rows) if rows else np.empty(0, np.int64),
+                np.concatenate(crops) if crops else np.empty((0, 1, 1, 3), np.uint8),
+                failed,
+            )
+
+    def _decode(self, groups: list) -> Iterator[tuple[str, np.ndarray | str, np.ndarray]]:
+        from dinoscope.io.images import read_image
+
+        s = self.spec
+        for source, frames, rows, boxes in groups:
+            if (frames >= 0).any():
+                yield from self._decode_video(source, frames, rows, boxes)
+                continue
+            try:
+                image = read_image(self.root / source)
+            except DinoscopeError as exc:
+                yield source, str(exc), rows
+                continue
+            yield source, cut_crops(image, boxes, self.crop, s.input_size, s.interpolation, s.mean), rows
+
+    def _decode_video(
+        self, source: str, frames: np.ndarray, rows: np.ndarray, boxes: np.ndarray
+    ) -> Iterator[tuple[str, np.ndarray | str, np.ndarray]]:
+        from dinoscope.video import iter_frames
+
+        s, wanted = self.spec, {int(f) for f in frames}
+        last = max(wanted)
+        try:
+            for frame in iter_frames(self.root / source):
+                if frame.index in wanted:
+                    sel = frames == frame.index
+                    crops = cut_crops(frame.image, boxes[sel], self.crop, s.input_size, s.interpolation, s.mean)
+                    wanted.discard(frame.index)
+                    yield source, crops, rows[sel]
+                if frame.index >= last:
+                    break
+        except DinoscopeError as exc:
+            wanted_rows = rows[np.isin(frames, list(wanted))]
+            yield source, str(exc), wanted_rows
+            return
+        if wanted:
+            yield source, f"frames {sorted(wanted)[:5]} not found in the video", rows[np.isin(frames, list(wanted))]
+
+
+def _take(
+    rows: list[np.ndarray], crops: list[np.ndarray], k: int
+) -> tuple[tuple[np.ndarray, np.ndarray], list, list, int]:
+    all_rows, all_crops = np.concatenate(rows), np.concatenate(crops)
+    rest = len(all_rows) - k
+    keep_rows, keep_crops = ([all_rows[k:]], [all_crops[k:]]) if rest else ([], [])
+    return (all_rows[:k], all_crops[:k]), keep_rows, keep_crops, rest
+
+
+def _batch(rows: np.ndarray, crops: np.ndarray, failed: tuple[list, list, list]) -> dict[str, Any]:
+    return {
+        "rows": torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64)),
+        "images": torch.from_numpy(np.ascontiguousarray(crops)),
+        "failed_rows": failed[0],
+        "failed_reasons": failed[1],
+        "failed_sources": failed[2],
+    }
