@@ -1,0 +1,1 @@
+"""Analyses over the object table and its vectors, all reading one shared neighbour graph."""
