@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dinoscope.errors import ConfigError
 
-__all__ = ["CheckConfig", "EmbedConfig", "StrictModel", "build_config", "load_config_file"]
+__all__ = ["AnalyzeConfig", "CheckConfig", "EmbedConfig", "StrictModel", "build_config", "load_config_file"]
 
 M = TypeVar("M", bound="StrictModel")
 
@@ -123,3 +123,23 @@ class EmbedConfig(StrictModel):
     allow_download: bool = False
     resume: bool = False
     overwrite: bool = False
+
+
+class AnalyzeConfig(StrictModel):
+    """Settings of ``dinoscope analyze RUN`` (analyses over a run directory that has vectors).
+
+    Attributes:
+        run: Run directory written by ``dinoscope embed``.
+        store: Which embedding store of the run (default: the only one).
+        k: Neighbours per object in the shared kNN graph.
+        cluster_method: ``hdbscan`` (default) or ``dbscan`` (eps derived from the data).
+        map_method: ``umap`` (default), ``pacmap``, ``pca`` or ``none``.
+        seed: Seed of every randomised step.
+    """
+
+    run: Path
+    store: str | None = None
+    k: int = 15
+    cluster_method: Literal["hdbscan", "dbscan"] = "hdbscan"
+    map_method: Literal["umap", "pacmap", "pca", "none"] = "umap"
+    seed: int = 0

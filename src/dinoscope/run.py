@@ -120,6 +120,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, (Path, str)):  # str subclasses (torch's version) are not YAML-safe
         return str(value)
-    if hasattr(value, "item") and callable(value.item):
+    if hasattr(value, "tolist") and getattr(value, "ndim", 0) > 0:  # numpy arrays
+        return _plain(value.tolist())
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
         return value.item()
     return value

@@ -1,0 +1,210 @@
+"""``dinoscope analyze RUN``: every analysis over a run's vectors, one neighbour graph, one summary.
+
+Reads ``objects.parquet`` and the run's embedding store, builds the all-object kNN graph and the
+within-class graphs once, runs the analyses (sub-groups, outliers, near-duplicates, label errors, class
+overlap, leakage) and the 2-D maps, then writes ``findings/<name>.parquet``, ``map.parquet``,
+``summary.json`` (per-class headline numbers and recommendations) and the thresholds to ``run.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dinoscope.analysis.base import AnalysisResult
+from dinoscope.analysis.recommend import recommend
+from dinoscope.config import AnalyzeConfig, build_config
+from dinoscope.errors import DinoscopeError
+from dinoscope.run import RunDir
+from dinoscope.table import ObjectTable
+
+__all__ = ["AnalysisRun", "analyze", "analyze_from_config"]
+
+logger = logging.getLogger(__name__)
+UNLABELLED = "(unlabelled)"
+
+
+@dataclass
+class AnalysisRun:
+    """What ``analyze`` produced: the summary (as written to summary.json) and the findings by analysis."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+    results: dict[str, AnalysisResult] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def analyze(**kwargs: Any) -> AnalysisRun:
+    """Analyse a run directory that has vectors; keyword arguments are the fields of :class:`AnalyzeConfig`.
+
+    Example:
+        >>> result = analyze(run="runs/ppe")  # doctest: +SKIP
+        >>> result.summary["classes"]["capacete"]["n_clusters"]  # doctest: +SKIP
+        3
+    """
+    return analyze_from_config(build_config(AnalyzeConfig, **kwargs))
+
+
+def analyze_from_config(config: AnalyzeConfig) -> AnalysisRun:
+    """Run every analysis described by a validated config (see :func:`analyze`)."""
+    from dinoscope.analysis.clusters import find_subgroups
+    from dinoscope.analysis.duplicates import find_duplicates
+    from dinoscope.analysis.label_errors import find_label_errors
+    from dinoscope.analysis.leakage import find_leakage
+    from dinoscope.analysis.neighbors import build_class_graphs, build_neighbor_graph
+    from dinoscope.analysis.outliers import find_outliers
+    from dinoscope.analysis.overlap import compute_class_overlap
+
+    run = RunDir(config.run)
+    table, vectors, store_name = _load(run, config.store)
+    names = list(table.class_names) or [UNLABELLED]
+    class_id = np.where(table.class_id >= 0, table.class_id, 0) if table.class_names else np.zeros(len(table), int)
+    labelled = bool(table.class_names) and (table.class_id >= 0).all()
+    timings: dict[str, float] = {}
+    clock = _Clock(timings)
+
+    with clock("neighbors"):
+        graph = build_neighbor_graph(vectors, k=config.k, seed=config.seed)
+    with clock("class_neighbors"):
+        class_graphs = build_class_graphs(vectors, class_id, k=config.k, seed=config.seed)
+    results: dict[str, AnalysisResult] = {}
+    with clock("clusters"):
+        results["clusters"] = find_subgroups(
+            vectors, class_id, class_graphs, method=config.cluster_method, seed=config.seed
+        )
+    with clock("outliers"):
+        results["outliers"] = find_outliers(vectors, class_id, class_graphs)
+    with clock("duplicates"):
+        results["duplicates"] = find_duplicates(
+            vectors, graph, _content_keys(table), area=_areas(table), split_rank=_split_rank(table)
+        )
+    if labelled and len(names) > 1:
+        with clock("label_errors"):
+            results["label_errors"] = find_label_errors(vectors, graph, class_id)
+        with clock("overlap"):
+            results["overlap"] = compute_class_overlap(graph, class_id, vectors, names)
+    with clock("leakage"):
+        results["leakage"] = find_leakage(results["duplicates"], table.data["split"].to_numpy())
+    maps = None
+    if config.map_method != "none":
+        with clock("maps"):
+            maps = _maps(vectors, class_id, graph, config)
+    summary = _write(run, table, names, class_id, results, maps, timings, store_name, config)
+    return AnalysisRun(run.path, summary, results, timings)
+
+
+class _Clock:
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+
+    def __call__(self, name: str) -> _Clock:
+        self._name = name
+        return self
+
+    def __enter__(self) -> None:
+        self._t = time.perf_counter()
+        logger.info("analysis: %s", self._name)
+
+    def __exit__(self, *exc: object) -> None:
+        self.timings[self._name] = round(time.perf_counter() - self._t, 3)
+
+
+def _load(run: RunDir, store: str | None) -> tuple[ObjectTable, np.ndarray, str]:
+    from dinoscope.embed.store import EmbeddingStore
+
+    if not run.objects_path.is_file():
+        raise DinoscopeError(f"{run.path}: no objects.parquet; run `dinoscope embed DATASET --out {run.path}` first")
+    table = ObjectTable.read_parquet(run.objects_path)
+    st = EmbeddingStore.open(run.embeddings_dir, store)
+    if list(st.object_ids) != list(table.object_id):
+        raise DinoscopeError(f"{st.path}: rows do not match {run.objects_path}; re-run `dinoscope embed --resume`")
+    valid = st.valid_mask()
+    missing = int((~valid).sum())
+    if missing:
+        logger.warning("%d objects have no vector (unreadable or not yet embedded); they are left out", missing)
+    if not valid.any():
+        raise DinoscopeError(f"{st.path}: no object has a vector yet; finish `dinoscope embed` (--resume)")
+    vectors = np.ascontiguousarray(st.vectors[valid], dtype=np.float32)
+    return table[valid], vectors, st.name
+
+
+def _content_keys(table: ObjectTable) -> np.ndarray:
+    from dinoscope.embed.cache import cache_keys
+
+    keys = cache_keys(table.data)
+    return np.where(table.data["content_hash"].fillna("").to_numpy() == "", "", keys)
+
+
+def _areas(table: ObjectTable) -> np.ndarray:
+    return ((table.data["x2"] - table.data["x1"]) * (table.data["y2"] - table.data["y1"])).to_numpy()
+
+
+def _split_rank(table: ObjectTable) -> np.ndarray:
+    order = {"train": 0, "val": 1, "test": 2}
+    return table.data["split"].map(lambda s: order.get(s, 3)).to_numpy()
+
+
+def _maps(vectors: np.ndarray, class_id: np.ndarray, graph: Any, config: AnalyzeConfig) -> pd.DataFrame:
+    from dinoscope.analysis.projection import compute_class_maps, compute_map
+
+    global_map = compute_map(vectors, method=config.map_method, seed=config.seed, graph=graph)
+    frame = pd.DataFrame({"x": global_map.coords[:, 0], "y": global_map.coords[:, 1]})
+    frame["class_x"], frame["class_y"] = np.nan, np.nan
+    for c, result in compute_class_maps(vectors, class_id, method=config.map_method, seed=config.seed).items():
+        rows = np.flatnonzero(class_id == c)
+        frame.loc[rows, "class_x"] = result.coords[:, 0]
+        frame.loc[rows, "class_y"] = result.coords[:, 1]
+    frame.attrs["info"] = global_map.info
+    return frame
+
+
+def _write(
+    run: RunDir,
+    table: ObjectTable,
+    names: list[str],
+    class_id: np.ndarray,
+    results: dict[str, AnalysisResult],
+    maps: pd.DataFrame | None,
+    timings: dict[str, float],
+    store_name: str,
+    config: AnalyzeConfig,
+) -> dict[str, Any]:
+    findings_dir = run.path / "findings"
+    findings_dir.mkdir(exist_ok=True)
+    ids = table.object_id
+    for name, result in results.items():
+        frame = result.findings.reset_index(drop=True)
+        frame.insert(0, "object_id", ids[result.findings.index.to_numpy()])
+        frame.to_parquet(findings_dir / f"{name}.parquet", index=False)
+    if maps is not None:
+        maps.insert(0, "object_id", ids)
+        maps.to_parquet(run.path / "map.parquet", index=False)
+    summary = recommend(table, names, class_id, results)
+    summary.update({"store": store_name, "n_objects": len(table), "timings_s": timings})
+    (run.path / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default), encoding="utf-8")
+    run.write_yaml(
+        {
+            "analysis": {
+                "config": config.model_dump(mode="json"),
+                **{name: r.info for name, r in results.items()},
+                **({"maps": maps.attrs.get("info", {})} if maps is not None else {}),
+                "timings_s": timings,
+            }
+        }
+    )
+    return summary
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
