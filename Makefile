@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Extras each target needs (torch is pinned in pyproject: torch==2.14.1 torchvision==0.29.1).
-TEST_EXTRAS := dev,torch,video,coco
-DEMO_EXTRAS := video,coco
+TEST_EXTRAS := dev,models,video,coco,onnx,umap,faiss
+DEMO_EXTRAS := models,video,coco,umap,faiss
 PIP_FLAGS   := --quiet --disable-pip-version-check --no-input
 
 .PHONY: demo test lint format clean-venv bench
@@ -21,8 +21,12 @@ comma := ,
 TEST_STAMP := $(VENV)/.installed-$(subst $(comma),+,$(TEST_EXTRAS))
 DEMO_STAMP := $(VENV)/.installed-$(subst $(comma),+,$(DEMO_EXTRAS))
 
+SAMPLE := src/dinoscope/data/sample/ppe
+
 demo: $(DEMO_STAMP)
-	$(BIN)/dinoscope check src/dinoscope/data/sample/ppe --out runs/demo-check --overwrite
+	$(BIN)/dinoscope check $(SAMPLE) --out runs/demo/checks --overwrite
+	$(BIN)/dinoscope embed $(SAMPLE) --out runs/demo --model efficientnet-lite0 --overwrite
+	$(BIN)/dinoscope analyze runs/demo
 
 test: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks
