@@ -28,12 +28,10 @@ import torch
 from PIL import Image
 
 from dinoscope.embed.base import Backend
-from dinoscope.embed.crops import cut_crops
+from dinoscope.embed.crops import crops_for_table
 from dinoscope.embed.pipeline import embed
 from dinoscope.embed.registry import create_backend
-from dinoscope.embed.spec import CropSpec
 from dinoscope.embed.store import EmbeddingStore
-from dinoscope.io.images import read_image
 from dinoscope.io.yolo import read_yolo
 
 PPE = Path(__file__).resolve().parents[2] / "shared/data/ppe-hardhat-vest"
@@ -113,19 +111,7 @@ def run_model(name: str, args: argparse.Namespace, tmp: Path) -> None:
     table = read_yolo(dataset)
     backend = create_backend(model)
     spec = backend.spec
-    crops = np.concatenate(
-        [
-            cut_crops(
-                read_image(dataset / src),
-                g[["x1", "y1", "x2", "y2"]].to_numpy(),
-                CropSpec(),
-                spec.input_size,
-                spec.interpolation,
-                spec.mean,
-            )
-            for src, g in table.data.groupby("source", sort=False)
-        ]
-    )
+    crops = crops_for_table(table, spec)
     print(f"\n== {name}: {n} crops of {dataset.name}, batch {args.batch_size}, {torch.get_num_threads()} threads")
     vectors, rates = {}, {}
     for precision in args.precisions.split(","):

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dinoscope.embed.crops import cut_crops
+from dinoscope.embed.crops import crops_for_table
 from dinoscope.embed.registry import create_backend
-from dinoscope.embed.spec import CropSpec
-from dinoscope.io.images import read_image
 from dinoscope.io.yolo import read_yolo
 
 PPE = Path(__file__).resolve().parents[2] / "shared/data/ppe-hardhat-vest"
@@ -45,21 +43,8 @@ def main() -> None:
     base = create_backend(args.model)
     modes = MODES.get(base.spec.backend, [base.spec.pooling])
     s = base.spec
-    crops = np.concatenate(
-        [
-            cut_crops(
-                read_image(Path(table.root) / src),
-                g[["x1", "y1", "x2", "y2"]].to_numpy(),
-                CropSpec(),
-                s.input_size,
-                s.interpolation,
-                s.mean,
-            )
-            for src, g in table.data.groupby("source", sort=False)
-        ]
-    )
-    order = np.concatenate([g.index.to_numpy() for _, g in table.data.groupby("source", sort=False)])
-    labels = table.class_id[order]
+    crops = crops_for_table(table, s)
+    labels = table.class_id
     print(f"{args.model}: {len(crops)} crops of {args.dataset.name}, classes {list(table.class_names)}")
     for mode in modes:
         backend = create_backend(args.model, pooling=mode)

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 
 from dinoscope.embed.cache import EmbeddingCache
-from dinoscope.embed.crops import cut_crops
+from dinoscope.embed.crops import crops_for_table
 from dinoscope.embed.engine import embed_table
 from dinoscope.embed.spec import CropSpec
 from dinoscope.embed.store import EmbeddingStore
 from dinoscope.errors import DinoscopeError
-from dinoscope.io.images import read_image
 from dinoscope.io.yolo import read_yolo
 from tests.embed.fakes import TinyCNN
 from tests.helpers import write_image, write_text
@@ -30,22 +29,8 @@ def _store(tmp: Path, table, name: str = "s") -> EmbeddingStore:
 
 
 def _expected(table, backend: TinyCNN) -> np.ndarray:
-    rows = []
-    for src, g in table.data.groupby("source", sort=False):
-        crops = cut_crops(
-            read_image(table.root / src),
-            g[["x1", "y1", "x2", "y2"]].to_numpy(),
-            CropSpec(),
-            32,
-            "bilinear",
-            (0.5, 0.5, 0.5),
-        )
-        vec = backend.embed(crops).numpy()
-        rows.append((g.index.to_numpy(), vec / np.linalg.norm(vec, axis=1, keepdims=True)))
-    out = np.zeros((len(table), 8), np.float32)
-    for idx, vec in rows:
-        out[idx] = vec
-    return out
+    vectors = backend.embed(crops_for_table(table, backend.spec)).numpy()
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 @pytest.mark.parametrize("workers", [0, 1])

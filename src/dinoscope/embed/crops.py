@@ -12,13 +12,16 @@ Policies (see :class:`~dinoscope.embed.spec.CropSpec`):
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
-from dinoscope.embed.spec import CropSpec
+from dinoscope.embed.spec import CropSpec, ModelSpec
 from dinoscope.geometry import compute_crop_windows, crop_and_pad
+from dinoscope.table import ObjectTable
 
-__all__ = ["cut_crops", "resize_square"]
+__all__ = ["crops_for_table", "cut_crops", "resize_square"]
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 #: The DINOv2 / ImageNet evaluation resize ratio (shorter side 256 for a 224 crop).
@@ -87,3 +90,22 @@ def _resize_center(patch: np.ndarray, size: int, interpolation: str) -> np.ndarr
     resized = np.asarray(img.resize((new_w, new_h), _RESAMPLE[interpolation]))
     top, left = (new_h - size) // 2, (new_w - size) // 2
     return resized[top : top + size, left : left + size]
+
+
+def crops_for_table(table: ObjectTable, spec: ModelSpec, crop: CropSpec | None = None) -> np.ndarray:
+    """Every object's model input, in table row order (still images only; each image decoded once).
+
+    Meant for benchmarks, tests and small interactive use; the engine streams the same crops in batches.
+
+    Returns:
+        (N, S, S, 3) uint8 with ``S = spec.input_size``.
+    """
+    from dinoscope.io.images import read_image
+
+    crop = crop or CropSpec()
+    out = np.empty((len(table), spec.input_size, spec.input_size, 3), np.uint8)
+    for source, g in table.data.groupby("source", sort=False):
+        image = read_image(Path(table.root or ".") / source)
+        boxes = g[["x1", "y1", "x2", "y2"]].to_numpy()
+        out[g.index.to_numpy()] = cut_crops(image, boxes, crop, spec.input_size, spec.interpolation, spec.mean)
+    return out
