@@ -58,10 +58,12 @@ class AnalysisResult:
 
     Attributes:
         name: Analysis name; the findings are written to ``findings/<name>.parquet``.
-        findings: One row per object analysed: ``object_id``, ``is_<issue>``, ``<issue>_quality`` and any
-            detail columns (suggested class, group id, reason...).
+        findings: One row per object analysed, indexed by the object's row in the analysed vectors (the
+            caller adds ``object_id``): ``is_<issue>``, ``<issue>_quality`` and any detail columns
+            (suggested class, group id, reason...).
         info: Thresholds and parameters used (JSON-ready), written to run.yaml.
-        summary: Per-class headline numbers ({class name: {metric: value}}) for summary.json.
+        summary: Headline numbers ({key: {metric: value}}): per class for most analyses, ``"all"`` for
+            dataset-wide ones (duplicates) and per split pair for leakage.
     """
 
     name: str

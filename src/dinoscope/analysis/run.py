@@ -87,7 +87,10 @@ def analyze_from_config(config: AnalyzeConfig) -> AnalysisRun:
         )
     if labelled and len(names) > 1:
         with clock("label_errors"):
-            results["label_errors"] = find_label_errors(vectors, graph, class_id)
+            groups = results["duplicates"].findings["duplicate_group"].to_numpy()
+            results["label_errors"] = find_label_errors(
+                vectors, graph, class_id, duplicate_group=groups, class_names=names
+            )
         with clock("overlap"):
             results["overlap"] = compute_class_overlap(graph, class_id, vectors, names)
     with clock("leakage"):
