@@ -317,7 +317,8 @@ def _report(
         "k": k,
         "temperature": temperature,
         "weights": "exp((sim - reference_similarity) / T) + 1 background vote spread by the class prior",
-        "rule": "confident learning: calibrated confident joint (threshold of class j = max(0.5, min(mean, Q1, 1 - 2(1 - mean))) of its members agreement), "
+        "rule": "confident learning: calibrated confident joint (threshold of class j = "
+        "max(0.5, min(mean, Q1, 1 - 2(1 - mean))) of its members' agreement), "
         "prune by noise rate on the margin p(j|x) - p(label|x) > 0",
         "excluded_votes": "identical vectors" + (", same duplicate group" if grouped else ""),
         "min_class_size": k,
