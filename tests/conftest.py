@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,14 @@ def deeppcb_dir() -> Path:
 def bottle_video() -> Path:
     """../shared/data/videos/bottle-detection.mp4: 640x360, 1189 frames, 29.8 fps."""
     return _shared("data/videos/bottle-detection.mp4")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test reads or writes the user's caches, and nothing may reach the network."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DINOSCOPE_CACHE", str(tmp_path_factory.mktemp("dinoscope-cache")))
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    mp.setenv("DINOSCOPE_NO_PROGRESS", "1")
+    yield
+    mp.undo()
