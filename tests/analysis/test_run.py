@@ -102,7 +102,8 @@ def test_cli_prints_a_class_table(tmp_path: Path) -> None:
     run, _ = _planted_run(tmp_path / "run")
     out = CliRunner().invoke(app, ["analyze", str(run), "--map-method", "none"], env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output
-    assert "180 objects, 3 classes" in out.stdout and "sub-types" in out.stdout
+    assert "180 objects, 3 classes" in out.stdout and "Recommendations" in out.stdout
+    assert "a: 2 sub-types" in out.stdout
 
 
 def test_run_without_vectors_is_a_clear_error(tmp_path: Path) -> None:

@@ -32,17 +32,8 @@ def analyze(
 
 def _print(summary: dict[str, Any]) -> None:
     table = Table(title=f"{summary['n_objects']} objects, {summary['n_classes']} classes", title_justify="left")
-    for col, justify in [
-        ("class", "left"),
-        ("objects", "right"),
-        ("sub-groups", "right"),
-        ("outliers", "right"),
-        ("near-dup", "right"),
-        ("label err.", "right"),
-        ("separability", "right"),
-        ("recommendation", "left"),
-    ]:
-        table.add_column(col, justify=justify, overflow="fold")
+    for col in ("class", "n", "groups", "outliers", "dups", "label err", "separ."):
+        table.add_column(col, justify="left" if col == "class" else "right", overflow="fold")
     for name, c in summary["classes"].items():
         sep = c.get("separability")
         table.add_row(
@@ -53,9 +44,12 @@ def _print(summary: dict[str, Any]) -> None:
             str(c.get("n_near_duplicates", "-")),
             str(c.get("n_label_errors", "-")),
             "-" if sep is None else f"{sep:.2f}",
-            c["recommendations"][0],
         )
     out_console.print(table)
+    out_console.print("[bold]Recommendations[/bold]")
+    for name, c in summary["classes"].items():
+        for sentence in c["recommendations"]:
+            out_console.print(f"  [bold]{name}[/bold]: {sentence}", soft_wrap=True)
     leak = summary.get("dataset", {}).get("n_leaked")
     if leak:
         out_console.print(f"[red]{leak} objects are near-duplicates across splits (leakage)[/red]")
