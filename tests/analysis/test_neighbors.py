@@ -169,3 +169,7 @@ def test_bad_arguments() -> None:
         build_neighbor_graph(x, rows=np.arange(3))
     with pytest.raises(ValueError, match="class_id"):
         build_class_graphs(x, np.zeros(3))
+    bad = x.copy()
+    bad[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"NaN/inf in 1 rows \(first: \[2\]\)"):
+        build_neighbor_graph(bad, k=2)

@@ -14,6 +14,7 @@ import pytest
 from dinoscope.analysis.neighbors import build_class_graphs, build_neighbor_graph
 from dinoscope.analysis.projection import (
     MapResult,
+    _local_neighbors,
     _place_from_sample,
     _spread_along_graph,
     compute_class_maps,
@@ -128,6 +129,19 @@ def test_class_maps_follow_class_rows() -> None:
     graphs = build_class_graphs(x, class_id, k=5)
     with pytest.raises(ValueError, match="class 0"):
         compute_class_maps(x, class_id, graphs={0: graphs[1]}, method="pca")
+
+
+def test_class_graph_is_read_in_the_class_row_order() -> None:
+    x, _ = _clusters(60, seed=8)
+    class_id = np.arange(60) % 3
+    graphs = build_class_graphs(x, class_id, k=4)
+    local = _local_neighbors(graphs[2])
+    assert local is not None
+    np.testing.assert_array_equal(graphs[2].rows[local], graphs[2].indices)  # local row -> same global row
+    assert _local_neighbors(build_neighbor_graph(x[::3], k=4, rows=np.arange(1, 60, 3) + 100)) is not None
+    whole = build_neighbor_graph(x, k=4)
+    outside = type(whole)(whole.indices[:20], whole.sims[:20], whole.rows[:20])  # neighbours beyond row 19
+    assert _local_neighbors(outside) is None
 
 
 def test_bad_arguments() -> None:

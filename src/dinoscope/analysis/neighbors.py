@@ -3,9 +3,10 @@
 Small inputs get the exact graph (blocked float32 matrix products, never an N×N matrix: memory is
 O(chunk × N)); large inputs get an HNSW index (Malkov & Yashunin, "Efficient and robust approximate nearest
 neighbor search using Hierarchical Navigable Small World graphs", IEEE TPAMI 2018) from FAISS (Douze et al.,
-"The Faiss library", 2024) on inner products of the unit vectors. The HNSW search width ``efSearch`` is tuned
-on a seeded sample of queries until the recall against the exact answer reaches a target, and the measured
-recall is recorded in ``graph.info``.
+"The Faiss library", 2024) on inner products of the unit vectors, stored as float16. The HNSW search width
+``efSearch`` is tuned on a seeded sample of queries until the recall against the exact answer reaches a target,
+and the measured recall is recorded in ``graph.info``. On both paths the returned similarities are exact
+float32 dot products of the rows found.
 
 Ties are broken the same way everywhere: higher similarity first, then the lower row number, so the same
 input always gives the same graph. A row's exact duplicate at another index is a neighbour with similarity 1;
@@ -29,24 +30,26 @@ from dinoscope._deps import require
 from dinoscope.analysis.base import NeighborGraph
 from dinoscope.errors import ConfigError
 
-__all__ = ["EXACT_MAX", "build_class_graphs", "build_neighbor_graph", "load_graph", "save_graph"]
+__all__ = ["EXACT_MAX", "build_class_graphs", "build_neighbor_graph", "exact_search", "load_graph", "save_graph"]
 
 logger = logging.getLogger(__name__)
 
-#: Default crossover: exact up to this many rows, HNSW above (measured on 2 cores, 768-d: exact 20 k ≈ 10 s,
-#: HNSW 20 k ≈ 7 s including the recall check; exact grows as N², HNSW as about N log N).
+#: Default crossover: exact up to this many rows, HNSW above. Measured on 2 cores, 768-d (exact / HNSW with the
+#: recall check): 5 k 1.0 / 0.8 s, 10 k 2.2 / 2.4-3.5 s, 15 k 8.1 / 4.8 s, 20 k 14 / 6.7 s, 30 k 30 / 11 s.
 EXACT_MAX = 10_000
 METHODS = ("auto", "exact", "hnsw")
-# M=24, efConstruction=60: 100 k × 768-d synthetic mixture, recall 0.987 at efSearch=32 for 25 s build + search
-# (M=16/efC=40 needed efSearch=48 for 0.957; M=16/efC=80 0.981 in 27 s; M=32/efC=40 0.976 in 32 s).
-HNSW_M = 24  # links per node (2·M on the bottom layer)
-HNSW_EF_CONSTRUCTION = 60
+# HNSW on float16 storage (IndexHNSWSQ, QT_fp16: lossless for vectors from a float16 store, half the memory
+# traffic of IndexHNSWFlat). 300 k × 768-d synthetic mixture, build + search all, recall@15 at efSearch=32:
+# M=16/efC=40 70 s, 0.969; M=16/efC=60 91 s, 0.977; M=24/efC=60 95 s, 0.980 (Flat: 126 s, same recall);
+# M=32/efC=40 111 s, 0.991. The recall check below raises efSearch when the data is harder.
+HNSW_M = 16  # links per node (2·M on the bottom layer)
+HNSW_EF_CONSTRUCTION = 40
 HNSW_EF_SEARCH_START = 32
 HNSW_EF_SEARCH_MAX = 1024
 RECALL_TARGET = 0.95
 RECALL_SAMPLE = 500
 _BLOCK_ELEMS = 1 << 24  # floats per similarity block (64 MiB)
-_QUERY_CHUNK = 65_536  # rows converted to float32 at a time when querying the index
+_QUERY_CHUNK = 4_096  # rows searched at a time (their k neighbours are gathered to re-score them exactly)
 
 
 def build_neighbor_graph(
@@ -63,7 +66,8 @@ def build_neighbor_graph(
     """Find the k most cosine-similar other rows of every row.
 
     Args:
-        vectors: (N, D) float32 or float16 L2-normalised vectors; a ``np.memmap`` is read in chunks.
+        vectors: (N, D) float32 or float16 L2-normalised vectors, possibly a ``np.memmap``. Memory: one float32
+            copy (N·D·4 bytes; none if already float32) plus, for HNSW, FAISS's own copy; never N×N.
         k: Neighbours per row; rows with fewer than k other rows are padded with -1 / -inf.
         rows: (N,) global row numbers of ``vectors`` (default ``arange(N)``); the graph's indices use them, so
             a within-class graph built from a class's vectors points into the run's global numbering.
@@ -179,7 +183,7 @@ def load_graph(path: str | Path) -> NeighborGraph:
 
 def _exact_graph(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(N, k) local indices and sims of the exact graph, self excluded, padded with -1 / -inf."""
-    base = np.asarray(vectors, dtype=np.float32)
+    base = _float32(vectors)
     n = len(base)
     idx = np.full((n, k), -1, dtype=np.int64)
     sims = np.full((n, k), -np.inf, dtype=np.float32)
@@ -196,8 +200,18 @@ def exact_search(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k inner products of ``queries`` (Q, D) against ``base`` (N, D), blocked over the base.
 
-    ``self_rows`` (Q,) are base rows to exclude per query (the queries' own rows). Ties go to the lower row.
-    Returns (Q, k) int64 base rows and float32 sims, padded with -1 / -inf when fewer than k rows qualify.
+    Args:
+        queries: (Q, D) unit vectors.
+        base: (N, D) unit vectors (a memmap is read one block at a time; memory O(Q × block)).
+        k: Results per query.
+        self_rows: (Q,) base rows to exclude per query (the queries' own rows).
+
+    Returns:
+        (Q, k) int64 base rows and float32 sims, highest first, ties to the lower row, padded with -1 / -inf
+        when fewer than k rows qualify.
+
+    Example:
+        >>> idx, sims = exact_search(x_val, x_train, k=1)  # doctest: +SKIP
     """
     q = np.asarray(queries, dtype=np.float32)
     n = len(base)
@@ -256,12 +270,16 @@ def _hnsw_graph(
     faiss = require("faiss", "faiss", "approximate nearest neighbours (HNSW) on large inputs", "method='exact'")
     n, d = vectors.shape
     t0 = time.perf_counter()
-    index = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_fp16, HNSW_M, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     index.hnsw.rng = faiss.RandomGenerator(int(seed))
-    # one add() call: adding in chunks lowers the recall (20 k-row chunks: 0.89 instead of 0.95 at 100 k)
-    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    info.update(hnsw_m=HNSW_M, hnsw_ef_construction=HNSW_EF_CONSTRUCTION, build_seconds=_since(t0))
+    # one add() call: adding in chunks lowers the recall (20 k-row chunks: 0.89 instead of 0.95 at 100 k).
+    # FAISS >= 1.15 builds deterministically with any number of threads; older FAISS only with one.
+    serial = 1 if not hasattr(faiss, "hnsw_add_vertices_deterministic") else None
+    with _limit_threads(serial):
+        index.add(_float32(vectors))
+    info.update(hnsw_m=HNSW_M, hnsw_ef_construction=HNSW_EF_CONSTRUCTION, hnsw_storage="fp16")
+    info["build_seconds"] = _since(t0)
 
     t0 = time.perf_counter()
     sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, RECALL_SAMPLE), replace=False))
@@ -270,8 +288,8 @@ def _hnsw_graph(
     ef, tried = max(HNSW_EF_SEARCH_START, k + 1), []
     while True:
         index.hnsw.efSearch = ef
-        found, _ = _search_excluding_self(index, queries, sample, k)
-        recall = _recall(found, truth, truth_sims, queries, vectors)
+        found, found_sims = _search_excluding_self(index, vectors, queries, sample, k)
+        recall = _recall(found, found_sims, truth, truth_sims)
         tried.append([ef, round(recall, 4)])
         if recall >= recall_target or ef >= HNSW_EF_SEARCH_MAX:
             break
@@ -287,39 +305,47 @@ def _hnsw_graph(
     for c0 in range(0, n, _QUERY_CHUNK):
         c1 = min(n, c0 + _QUERY_CHUNK)
         q = np.ascontiguousarray(vectors[c0:c1], dtype=np.float32)
-        idx[c0:c1], sims[c0:c1] = _search_excluding_self(index, q, np.arange(c0, c1), k)
+        idx[c0:c1], sims[c0:c1] = _search_excluding_self(index, vectors, q, np.arange(c0, c1), k)
     info["search_seconds"] = _since(t0)
     return idx, sims
 
 
-def _search_excluding_self(index: Any, queries: np.ndarray, self_rows: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
-    """Search k+1, drop the query's own row (or the last hit when the row is absent), sort canonically."""
-    sims, idx = index.search(queries, k + 1)
+def _search_excluding_self(
+    index: Any, base: np.ndarray, queries: np.ndarray, self_rows: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Search k+1, drop the query's own row (or the last hit when the row is absent), re-score the hits
+    exactly against ``base`` (float32 dot products, as the exact path) and sort canonically."""
+    _, idx = index.search(queries, k + 1)
     keep = idx != self_rows[:, None]
     keep[keep.all(axis=1), -1] = False
     idx = idx[keep].reshape(len(queries), k)
-    sims = sims[keep].reshape(len(queries), k).astype(np.float32)
-    sims[idx < 0] = -np.inf
-    idx[~np.isfinite(sims)] = -1
+    hits = np.asarray(base[np.maximum(idx, 0).ravel()], dtype=np.float32).reshape(*idx.shape, -1)
+    sims = np.where(idx >= 0, np.einsum("qd,qkd->qk", queries, hits), -np.inf).astype(np.float32)
     key_row = np.where(idx >= 0, idx, np.iinfo(np.int64).max)
     order = np.lexsort((key_row, -sims), axis=1)
     return np.take_along_axis(idx, order, 1), np.take_along_axis(sims, order, 1)
 
 
-def _recall(
-    found: np.ndarray, truth: np.ndarray, truth_sims: np.ndarray, queries: np.ndarray, base: np.ndarray
-) -> float:
+def _recall(found: np.ndarray, found_sims: np.ndarray, truth: np.ndarray, truth_sims: np.ndarray) -> float:
     """Share of the true neighbours matched; a found row counts when it is as similar as the true k-th, so
-    tied rows are interchangeable. Similarities of the found rows are recomputed exactly."""
-    uniq, inv = np.unique(np.maximum(found, 0), return_inverse=True)
-    sims = np.einsum("qd,qkd->qk", queries, np.asarray(base[uniq], dtype=np.float32)[inv.reshape(found.shape)])
+    tied rows are interchangeable."""
     kth = np.where(truth >= 0, truth_sims, np.inf).min(axis=1, keepdims=True)
     n_true = (truth >= 0).sum(axis=1)
-    hits = np.minimum(((sims >= kth - 1e-5) & (found >= 0)).sum(axis=1), n_true)
+    hits = np.minimum(((found_sims >= kth - 1e-5) & (found >= 0)).sum(axis=1), n_true)
     return float(hits.sum() / max(n_true.sum(), 1))
 
 
 # -------------------------------------------------------------------------------------------------- helpers
+
+
+def _float32(vectors: np.ndarray) -> np.ndarray:
+    """The vectors as a C-contiguous float32 array (no copy when they already are one), checked finite."""
+    out = np.ascontiguousarray(vectors, dtype=np.float32)
+    finite = np.isfinite(out.sum(axis=1))  # NaN/inf propagate through the row sum; no (N, D) temporary
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ValueError(f"vectors have NaN/inf in {len(bad)} rows (first: {bad[:5].tolist()}); drop them first")
+    return out
 
 
 def _check_vectors(vectors: np.ndarray) -> tuple[int, int]:
