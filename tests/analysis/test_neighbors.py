@@ -99,7 +99,9 @@ def test_auto_switches_at_exact_max() -> None:
 
 def test_hnsw_handles_duplicates(with_ties: np.ndarray) -> None:
     graph = build_neighbor_graph(with_ties, k=5, method="hnsw")
-    assert set(graph.indices[3, :2].tolist()) == {7, 12}
+    assert graph.info["hnsw_storage"] == "float32"
+    assert graph.indices[3, :2].tolist() == [7, 12]
+    np.testing.assert_allclose(graph.sims[3, :2], 1.0, atol=1e-6)  # exact similarities, not float16-rounded
     assert set(graph.indices[45].tolist()) <= set(range(40, 50)) - {45}
     assert not (graph.indices == np.arange(200)[:, None]).any()
 
@@ -141,7 +143,7 @@ def test_float16_memmap_input(tmp_path: Path) -> None:
     ref = build_neighbor_graph(ro.astype(np.float32), k=5, method="exact")
     np.testing.assert_array_equal(graph.indices, ref.indices)
     hnsw = build_neighbor_graph(ro, k=5, method="hnsw")
-    assert hnsw.info["recall"] >= 0.95
+    assert hnsw.info["recall"] >= 0.95 and hnsw.info["hnsw_storage"] == "float16"
     same = hnsw.indices == graph.indices  # FAISS's float16 storage is lossless for float16 input
     assert same.mean() > 0.95
     np.testing.assert_allclose(hnsw.sims[same], graph.sims[same], atol=1e-5)

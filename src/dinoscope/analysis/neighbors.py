@@ -6,7 +6,8 @@ neighbor search using Hierarchical Navigable Small World graphs", IEEE TPAMI 201
 "The Faiss library", 2024) on inner products of the unit vectors, stored as float16. The HNSW search width
 ``efSearch`` is tuned on a seeded sample of queries until the recall against the exact answer reaches a target,
 and the measured recall is recorded in ``graph.info``. On both paths the returned similarities are float32 dot
-products of the rows found, exact up to summation order.
+products of the vectors as given, exact up to summation order (the index stores float16 input as float16 and
+float32 input as float32).
 
 Ties are broken the same way everywhere: higher similarity first, then the lower row number, so the same
 input always gives the same graph. A row's exact duplicate at another index is a neighbour with similarity 1;
@@ -38,10 +39,11 @@ logger = logging.getLogger(__name__)
 #: recall check): 5 k 1.0 / 0.8 s, 10 k 2.2 / 2.4-3.5 s, 15 k 8.1 / 4.8 s, 20 k 14 / 6.7 s, 30 k 30 / 11 s.
 EXACT_MAX = 10_000
 METHODS = ("auto", "exact", "hnsw")
-# HNSW on float16 storage (IndexHNSWSQ, QT_fp16: lossless for vectors from a float16 store, half the memory
-# traffic of IndexHNSWFlat). 300 k × 768-d synthetic mixture, build + search all, recall@15 at efSearch=32:
-# M=16/efC=40 70 s, 0.969; M=16/efC=60 91 s, 0.977; M=24/efC=60 95 s, 0.980 (Flat: 126 s, same recall);
-# M=32/efC=40 111 s, 0.991. The recall check below raises efSearch when the data is harder.
+# Float16 input is indexed in float16 (IndexHNSWSQ, QT_fp16: lossless for it, half the memory traffic), float32
+# input in float32 (IndexHNSWFlat), so FAISS's similarities are exact either way. 300 k × 768-d synthetic
+# mixture, float16 storage, build + search all, recall@15 at efSearch=32: M=16/efC=40 70 s, 0.969;
+# M=16/efC=60 91 s, 0.977; M=24/efC=60 95 s, 0.980 (float32 storage: 126 s); M=32/efC=40 111 s, 0.991.
+# The recall check below raises efSearch when the data is harder.
 HNSW_M = 16  # links per node (2·M on the bottom layer)
 HNSW_EF_CONSTRUCTION = 40
 HNSW_EF_SEARCH_START = 32
@@ -49,7 +51,7 @@ HNSW_EF_SEARCH_MAX = 1024
 RECALL_TARGET = 0.95
 RECALL_SAMPLE = 500
 _BLOCK_ELEMS = 1 << 24  # floats per similarity block (64 MiB)
-_QUERY_CHUNK = 8_192  # rows searched at a time (float32 input: their neighbours are gathered to re-score them)
+_QUERY_CHUNK = 65_536  # rows converted to float32 and searched at a time
 
 
 def build_neighbor_graph(
@@ -270,7 +272,11 @@ def _hnsw_graph(
     faiss = require("faiss", "faiss", "approximate nearest neighbours (HNSW) on large inputs", "method='exact'")
     n, d = vectors.shape
     t0 = time.perf_counter()
-    index = faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_fp16, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    half = np.dtype(vectors.dtype) == np.float16
+    if half:
+        index = faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_fp16, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    else:
+        index = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     index.hnsw.rng = faiss.RandomGenerator(int(seed))
     # one add() call: adding in chunks lowers the recall (20 k-row chunks: 0.89 instead of 0.95 at 100 k).
@@ -278,7 +284,7 @@ def _hnsw_graph(
     serial = 1 if not hasattr(faiss, "hnsw_add_vertices_deterministic") else None
     with _limit_threads(serial):
         index.add(_float32(vectors))
-    info.update(hnsw_m=HNSW_M, hnsw_ef_construction=HNSW_EF_CONSTRUCTION, hnsw_storage="fp16")
+    info.update(hnsw_m=HNSW_M, hnsw_ef_construction=HNSW_EF_CONSTRUCTION, hnsw_storage="float16" if half else "float32")
     info["build_seconds"] = _since(t0)
 
     t0 = time.perf_counter()
@@ -288,7 +294,7 @@ def _hnsw_graph(
     ef, tried = max(HNSW_EF_SEARCH_START, k + 1), []
     while True:
         index.hnsw.efSearch = ef
-        found, found_sims = _search_excluding_self(index, vectors, queries, sample, k)
+        found, found_sims = _search_excluding_self(index, queries, sample, k)
         recall = _recall(found, found_sims, truth, truth_sims)
         tried.append([ef, round(recall, 4)])
         if recall >= recall_target or ef >= HNSW_EF_SEARCH_MAX:
@@ -305,28 +311,22 @@ def _hnsw_graph(
     for c0 in range(0, n, _QUERY_CHUNK):
         c1 = min(n, c0 + _QUERY_CHUNK)
         q = np.ascontiguousarray(vectors[c0:c1], dtype=np.float32)
-        idx[c0:c1], sims[c0:c1] = _search_excluding_self(index, vectors, q, np.arange(c0, c1), k)
+        idx[c0:c1], sims[c0:c1] = _search_excluding_self(index, q, np.arange(c0, c1), k)
     info["search_seconds"] = _since(t0)
     return idx, sims
 
 
-def _search_excluding_self(
-    index: Any, base: np.ndarray, queries: np.ndarray, self_rows: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _search_excluding_self(index: Any, queries: np.ndarray, self_rows: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
     """Search k+1, drop the query's own row (or the last hit when the row is absent) and sort canonically.
 
-    FAISS's similarities are float32 sums over the float16-stored vectors: exact for float16 input. Float32
-    input is re-scored against ``base`` (its float16 rounding moves similarities by ~1e-4); re-scoring float16
-    input would only cost time (gathering and converting 15 M rows: ~75 s at 1 M rows).
+    (Re-scoring hits against the vectors instead of storing them losslessly costs 30-90 s per 1 M rows here:
+    gathering 15 M random rows is slow.)
     """
     sims, idx = index.search(queries, k + 1)
     keep = idx != self_rows[:, None]
     keep[keep.all(axis=1), -1] = False
     idx = idx[keep].reshape(len(queries), k)
     sims = sims[keep].reshape(len(queries), k).astype(np.float32)
-    if np.dtype(base.dtype) != np.float16:
-        hits = np.asarray(base[np.maximum(idx, 0).ravel()], dtype=np.float32).reshape(*idx.shape, -1)
-        sims = np.einsum("qd,qkd->qk", queries, hits).astype(np.float32)
     sims[idx < 0] = -np.inf
     key_row = np.where(idx >= 0, idx, np.iinfo(np.int64).max)
     order = np.lexsort((key_row, -sims), axis=1)
