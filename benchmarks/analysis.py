@@ -16,19 +16,14 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
 from dinoscope.analysis.clusters import find_subgroups
-from dinoscope.analysis.duplicates import find_duplicates
-from dinoscope.analysis.label_errors import find_label_errors
-from dinoscope.analysis.leakage import find_leakage
-from dinoscope.analysis.neighbors import build_class_graphs, build_neighbor_graph
+from dinoscope.analysis.neighbors import build_class_graphs
 from dinoscope.analysis.outliers import find_outliers
-from dinoscope.analysis.overlap import compute_class_overlap
-from dinoscope.analysis.projection import compute_map
+from dinoscope.analysis.run import run_analyses
+from dinoscope.config import AnalyzeConfig, build_config
 
 
 def synthetic(
@@ -52,27 +47,11 @@ def synthetic(
 
 
 def run_all(vectors: np.ndarray, class_id: np.ndarray, split: np.ndarray, map_method: str) -> dict[str, float]:
-    t: dict[str, float] = {}
-
-    def timed(name: str, fn: Callable[[], Any]) -> Any:
-        t0 = time.perf_counter()
-        out = fn()
-        t[name] = time.perf_counter() - t0
-        return out
-
+    """Seconds per step of exactly what ``dinoscope analyze`` runs (global and per-class maps included)."""
     names = [f"c{i}" for i in range(class_id.max() + 1)]
-    graph = timed("neighbors", lambda: build_neighbor_graph(vectors, k=15))
-    class_graphs = timed("class_neighbors", lambda: build_class_graphs(vectors, class_id, k=15))
-    timed("clusters", lambda: find_subgroups(vectors, class_id, class_graphs))
-    timed("outliers", lambda: find_outliers(vectors, class_id, class_graphs))
-    keys = np.array([""] * len(vectors), dtype=object)
-    dup = timed("duplicates", lambda: find_duplicates(vectors, graph, keys))
-    timed("label_errors", lambda: find_label_errors(vectors, graph, class_id))
-    timed("overlap", lambda: compute_class_overlap(graph, class_id, vectors, names))
-    timed("leakage", lambda: find_leakage(dup, split))
-    if map_method != "none":
-        timed("map", lambda: compute_map(vectors, method=map_method, graph=graph))
-    return t
+    config = build_config(AnalyzeConfig, run=".", map_method=map_method)
+    _, _, timings = run_analyses(vectors, class_id, names=names, labelled=True, split=split, config=config)
+    return timings
 
 
 def original(vectors: np.ndarray, class_id: np.ndarray) -> tuple[float, float]:

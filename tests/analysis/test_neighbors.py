@@ -178,3 +178,39 @@ def test_bad_arguments() -> None:
     bad[2, 1] = np.nan
     with pytest.raises(ValueError, match=r"NaN/inf in 1 rows \(first: \[2\]\)"):
         build_neighbor_graph(bad, k=2)
+
+
+@pytest.mark.parametrize("refill_pairs", [100_000_000, 0])
+def test_class_graphs_from_candidates_equal_exact_class_graphs(
+    monkeypatch: pytest.MonkeyPatch, refill_pairs: int
+) -> None:
+    import dinoscope.analysis.neighbors as nb
+
+    rng = np.random.default_rng(3)
+    # two overlapping classes (many rows are short of same-class candidates) and one far away
+    x = np.concatenate([rng.normal(size=(300, 16)), rng.normal(size=(300, 16)) + 0.3, rng.normal(size=(200, 16)) + 6])
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    cls = np.repeat([0, 1, 2], [300, 300, 200])
+    monkeypatch.setattr(nb, "EXACT_MAX", 50)  # every class takes the candidate path
+    monkeypatch.setattr(nb, "_REFILL_EXACT_PAIRS", refill_pairs)  # 0: short rows force a class index
+    candidates = nb.build_neighbor_graph(x, k=10, method="exact")
+    derived = nb.build_class_graphs(x, cls, k=5, candidates=candidates, method="exact")
+    direct = nb.build_class_graphs(x, cls, k=5, method="exact")
+    for c in (0, 1, 2):
+        np.testing.assert_array_equal(derived[c].rows, direct[c].rows)
+        np.testing.assert_array_equal(derived[c].indices, direct[c].indices)
+        np.testing.assert_allclose(derived[c].sims, direct[c].sims, atol=1e-6)
+    assert derived[2].info["short_rows"] == 0 and derived[2].info["source"] == "all-object candidates"
+    short = derived[0].info["short_rows"]
+    assert short > 0 and derived[0].info["source"] == ("class index" if refill_pairs == 0 else "all-object candidates")
+
+
+def test_first_k_cuts_a_sorted_graph() -> None:
+    from dinoscope.analysis.neighbors import first_k
+
+    x = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    wide, narrow = build_neighbor_graph(x, k=10), build_neighbor_graph(x, k=4)
+    cut = first_k(wide, 4)
+    np.testing.assert_array_equal(cut.indices, narrow.indices)
+    assert cut.k == 4 and cut.info["searched_k"] == 10

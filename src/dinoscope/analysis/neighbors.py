@@ -31,7 +31,15 @@ from dinoscope._deps import require
 from dinoscope.analysis.base import NeighborGraph
 from dinoscope.errors import ConfigError
 
-__all__ = ["EXACT_MAX", "build_class_graphs", "build_neighbor_graph", "exact_search", "load_graph", "save_graph"]
+__all__ = [
+    "EXACT_MAX",
+    "build_class_graphs",
+    "build_neighbor_graph",
+    "exact_search",
+    "first_k",
+    "load_graph",
+    "save_graph",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -115,13 +123,27 @@ def build_neighbor_graph(
     return NeighborGraph(indices=indices, sims=sims, rows=rows, method=used, info=info)
 
 
-def build_class_graphs(vectors: np.ndarray, class_id: np.ndarray, k: int = 15, **kw: Any) -> dict[int, NeighborGraph]:
+def build_class_graphs(
+    vectors: np.ndarray,
+    class_id: np.ndarray,
+    k: int = 15,
+    *,
+    candidates: NeighborGraph | None = None,
+    **kw: Any,
+) -> dict[int, NeighborGraph]:
     """Build one within-class graph per class: neighbours are searched among the rows of the same class only.
+
+    With ``candidates`` (the all-object graph searched with more neighbours than ``k``, e.g. 2k), a row whose
+    candidate list holds at least k rows of its own class takes those (they ARE its within-class top k, up to
+    the candidates' own recall); only the rows short of same-class candidates (objects near other classes,
+    outliers) are searched again - exactly against their class when that is cheap, else through a class
+    index. On separable data this skips almost all of the per-class index builds.
 
     Args:
         vectors: (N, D) unit vectors of the whole run (a memmap is read one class at a time).
         class_id: (N,) integer class of every row.
         k: Neighbours per row (small classes are padded with -1 / -inf).
+        candidates: Optional all-object graph over the same N rows (``rows == arange(N)``), most similar first.
         **kw: Passed to :func:`build_neighbor_graph` (method, exact_max, seed, n_threads, recall_target).
 
     Returns:
@@ -135,11 +157,62 @@ def build_class_graphs(vectors: np.ndarray, class_id: np.ndarray, k: int = 15, *
     class_id = np.asarray(class_id)
     if class_id.shape != (len(vectors),):
         raise ValueError(f"class_id has shape {class_id.shape}, expected ({len(vectors)},) to match vectors")
+    if candidates is not None and (len(candidates.rows) != len(vectors) or candidates.rows[-1] != len(vectors) - 1):
+        raise ValueError("candidates must be the all-object graph of the same vectors (rows 0..N-1)")
     graphs: dict[int, NeighborGraph] = {}
     for c in np.unique(class_id):
         rows = np.flatnonzero(class_id == c)
-        graphs[int(c)] = build_neighbor_graph(np.asarray(vectors[rows]), k, rows=rows, **kw)
+        if candidates is None or len(rows) <= EXACT_MAX:
+            graphs[int(c)] = build_neighbor_graph(np.asarray(vectors[rows]), k, rows=rows, **kw)
+        else:
+            graphs[int(c)] = _class_graph_from_candidates(vectors, class_id, rows, k, candidates, **kw)
     return graphs
+
+
+#: Largest (short rows × class rows) product searched exactly; beyond it the class gets its own index.
+_REFILL_EXACT_PAIRS = 100_000_000
+
+
+def _class_graph_from_candidates(
+    vectors: np.ndarray, class_id: np.ndarray, rows: np.ndarray, k: int, candidates: NeighborGraph, **kw: Any
+) -> NeighborGraph:
+    """Within-class graph of one class from the all-object candidates, re-searching the rows short of them."""
+    start = time.perf_counter()
+    c = class_id[rows[0]]
+    cand = candidates.indices[rows]
+    same = (cand >= 0) & (class_id[np.maximum(cand, 0)] == c)
+    need = min(k, len(rows) - 1)
+    short = np.flatnonzero(same.sum(axis=1) < need)
+    if len(short) * len(rows) > _REFILL_EXACT_PAIRS:  # many rows mixed with other classes: a class index
+        graph = build_neighbor_graph(np.asarray(vectors[rows]), k, rows=rows, **kw)
+        graph.info.update(source="class index", short_rows=len(short))
+        return graph
+    order = np.argsort(~same, axis=1, kind="stable")[:, :k]  # same-class candidates first, in similarity order
+    keep = np.take_along_axis(same, order, 1)
+    indices = np.where(keep, np.take_along_axis(cand, order, 1), -1)
+    sims = np.where(keep, np.take_along_axis(candidates.sims[rows], order, 1), -np.inf).astype(np.float32)
+    if len(short):
+        base = np.asarray(vectors[rows])
+        local, s = exact_search(base[short], base, k, self_rows=short)
+        indices[short] = np.where(local >= 0, rows[np.maximum(local, 0)], -1)
+        sims[short] = s
+    info = {"k": k, "n": len(rows), "method": candidates.method, "source": "all-object candidates"}
+    info.update(candidates_k=candidates.k, short_rows=len(short), seconds=round(time.perf_counter() - start, 3))
+    return NeighborGraph(indices=indices, sims=sims, rows=rows, method=candidates.method, info=info)
+
+
+def first_k(graph: NeighborGraph, k: int) -> NeighborGraph:
+    """The graph cut to its k nearest neighbours per row (rows are sorted most similar first)."""
+    if k >= graph.k:
+        return graph
+    info = {**graph.info, "k": k, "searched_k": graph.k}
+    return NeighborGraph(
+        np.ascontiguousarray(graph.indices[:, :k]),
+        np.ascontiguousarray(graph.sims[:, :k]),
+        graph.rows,
+        graph.method,
+        info,
+    )
 
 
 def save_graph(graph: NeighborGraph, path: str | Path) -> Path:

@@ -25,7 +25,7 @@ from dinoscope.errors import DinoscopeError
 from dinoscope.run import RunDir
 from dinoscope.table import ObjectTable
 
-__all__ = ["AnalysisRun", "analyze", "analyze_from_config"]
+__all__ = ["AnalysisRun", "analyze", "analyze_from_config", "run_analyses"]
 
 logger = logging.getLogger(__name__)
 UNLABELLED = "(unlabelled)"
@@ -54,26 +54,77 @@ def analyze(**kwargs: Any) -> AnalysisRun:
 
 def analyze_from_config(config: AnalyzeConfig) -> AnalysisRun:
     """Run every analysis described by a validated config (see :func:`analyze`)."""
-    from dinoscope.analysis.clusters import find_subgroups
-    from dinoscope.analysis.duplicates import find_duplicates
-    from dinoscope.analysis.label_errors import find_label_errors
-    from dinoscope.analysis.leakage import find_leakage
-    from dinoscope.analysis.neighbors import build_class_graphs, build_neighbor_graph
-    from dinoscope.analysis.outliers import find_outliers
-    from dinoscope.analysis.overlap import compute_class_overlap
-
     run = RunDir(config.run)
     table, vectors, store_name = _load(run, config.store)
     names = list(table.class_names) or [UNLABELLED]
     class_id = np.where(table.class_id >= 0, table.class_id, 0) if table.class_names else np.zeros(len(table), int)
     labelled = bool(table.class_names) and (table.class_id >= 0).all()
+    results, maps, timings = run_analyses(
+        vectors,
+        class_id,
+        names=names,
+        labelled=labelled,
+        split=table.data["split"].to_numpy(),
+        content_keys=_content_keys(table),
+        area=_areas(table),
+        split_rank=_split_rank(table),
+        config=config,
+    )
+    summary = _write(run, table, names, class_id, results, maps, timings, store_name, config)
+    return AnalysisRun(run.path, summary, results, timings)
+
+
+def run_analyses(
+    vectors: np.ndarray,
+    class_id: np.ndarray,
+    *,
+    names: list[str],
+    labelled: bool,
+    split: np.ndarray,
+    content_keys: np.ndarray | None = None,
+    area: np.ndarray | None = None,
+    split_rank: np.ndarray | None = None,
+    config: AnalyzeConfig,
+) -> tuple[dict[str, AnalysisResult], pd.DataFrame | None, dict[str, float]]:
+    """Every analysis over in-memory vectors (what ``analyze`` runs between loading and writing).
+
+    Args:
+        vectors: (N, D) float32 unit vectors.
+        class_id: (N,) class of every row (0 for unlabelled runs).
+        names: Class names indexed by class id.
+        labelled: Whether every row carries a real label (label errors and overlap need it).
+        split: (N,) split names (for leakage).
+        content_keys: (N,) exact-content keys ("" unknown); default none known.
+        area: (N,) image or box areas (the largest duplicate is kept).
+        split_rank: (N,) split order among duplicates.
+        config: The analysis settings (k, clustering and map methods, seed).
+
+    Returns:
+        (results by analysis name, the map frame or None, seconds per step).
+    """
+    from dinoscope.analysis.clusters import find_subgroups
+    from dinoscope.analysis.duplicates import find_duplicates
+    from dinoscope.analysis.label_errors import find_label_errors
+    from dinoscope.analysis.leakage import find_leakage
+    from dinoscope.analysis.neighbors import EXACT_MAX, build_class_graphs, build_neighbor_graph, first_k
+    from dinoscope.analysis.outliers import find_outliers
+    from dinoscope.analysis.overlap import compute_class_overlap
+
     timings: dict[str, float] = {}
     clock = _Clock(timings)
-
+    if content_keys is None:
+        content_keys = np.full(len(vectors), "", dtype=object)
+    # Large runs search 2k candidates once: the first k are the all-object graph, and the same-class ones
+    # among them give most rows their within-class neighbours without a second index per class.
+    wide = len(vectors) > EXACT_MAX and len(np.unique(class_id)) > 1
     with clock("neighbors"):
-        graph = build_neighbor_graph(vectors, k=config.k, seed=config.seed)
+        candidates = build_neighbor_graph(vectors, k=2 * config.k if wide else config.k, seed=config.seed)
+        graph = first_k(candidates, config.k)
     with clock("class_neighbors"):
-        class_graphs = build_class_graphs(vectors, class_id, k=config.k, seed=config.seed)
+        class_graphs = build_class_graphs(
+            vectors, class_id, k=config.k, seed=config.seed, candidates=candidates if wide else None
+        )
+    del candidates
     results: dict[str, AnalysisResult] = {}
     with clock("clusters"):
         results["clusters"] = find_subgroups(
@@ -82,9 +133,7 @@ def analyze_from_config(config: AnalyzeConfig) -> AnalysisRun:
     with clock("outliers"):
         results["outliers"] = find_outliers(vectors, class_id, class_graphs)
     with clock("duplicates"):
-        results["duplicates"] = find_duplicates(
-            vectors, graph, _content_keys(table), area=_areas(table), split_rank=_split_rank(table)
-        )
+        results["duplicates"] = find_duplicates(vectors, graph, content_keys, area=area, split_rank=split_rank)
     if labelled and len(names) > 1:
         with clock("label_errors"):
             groups = results["duplicates"].findings["duplicate_group"].to_numpy()
@@ -94,13 +143,12 @@ def analyze_from_config(config: AnalyzeConfig) -> AnalysisRun:
         with clock("overlap"):
             results["overlap"] = compute_class_overlap(graph, class_id, vectors, names)
     with clock("leakage"):
-        results["leakage"] = find_leakage(results["duplicates"], table.data["split"].to_numpy())
+        results["leakage"] = find_leakage(results["duplicates"], split)
     maps = None
     if config.map_method != "none":
         with clock("maps"):
-            maps = _maps(vectors, class_id, graph, config)
-    summary = _write(run, table, names, class_id, results, maps, timings, store_name, config)
-    return AnalysisRun(run.path, summary, results, timings)
+            maps = _maps(vectors, class_id, graph, class_graphs, config)
+    return results, maps, timings
 
 
 class _Clock:
@@ -135,7 +183,16 @@ def _load(run: RunDir, store: str | None) -> tuple[ObjectTable, np.ndarray, str]
     if not valid.any():
         raise DinoscopeError(f"{st.path}: no object has a vector yet; finish `dinoscope embed` (--resume)")
     vectors = np.ascontiguousarray(st.vectors[valid], dtype=np.float32)
+    _renormalise(vectors)
     return table[valid], vectors, st.name
+
+
+def _renormalise(vectors: np.ndarray, chunk: int = 65536) -> None:
+    """Make float32 rows unit length again in place (a float16 store is off by up to ~1e-4)."""
+    for start in range(0, len(vectors), chunk):
+        block = vectors[start : start + chunk]
+        norms = np.linalg.norm(block, axis=1, keepdims=True)
+        block /= np.where(norms > 0, norms, 1.0)
 
 
 def _content_keys(table: ObjectTable) -> np.ndarray:
@@ -154,13 +211,17 @@ def _split_rank(table: ObjectTable) -> np.ndarray:
     return table.data["split"].map(lambda s: order.get(s, 3)).to_numpy()
 
 
-def _maps(vectors: np.ndarray, class_id: np.ndarray, graph: Any, config: AnalyzeConfig) -> pd.DataFrame:
+def _maps(
+    vectors: np.ndarray, class_id: np.ndarray, graph: Any, class_graphs: dict[int, Any], config: AnalyzeConfig
+) -> pd.DataFrame:
     from dinoscope.analysis.projection import compute_class_maps, compute_map
 
     global_map = compute_map(vectors, method=config.map_method, seed=config.seed, graph=graph)
     frame = pd.DataFrame({"x": global_map.coords[:, 0], "y": global_map.coords[:, 1]})
     frame["class_x"], frame["class_y"] = np.nan, np.nan
-    for c, result in compute_class_maps(vectors, class_id, method=config.map_method, seed=config.seed).items():
+    for c, result in compute_class_maps(
+        vectors, class_id, graphs=class_graphs, method=config.map_method, seed=config.seed
+    ).items():
         rows = np.flatnonzero(class_id == c)
         frame.loc[rows, "class_x"] = result.coords[:, 0]
         frame.loc[rows, "class_y"] = result.coords[:, 1]
