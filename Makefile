@@ -21,12 +21,8 @@ comma := ,
 TEST_STAMP := $(VENV)/.installed-$(subst $(comma),+,$(TEST_EXTRAS))
 DEMO_STAMP := $(VENV)/.installed-$(subst $(comma),+,$(DEMO_EXTRAS))
 
-SAMPLE := src/dinoscope/data/sample/ppe
-
 demo: $(DEMO_STAMP)
-	$(BIN)/dinoscope check $(SAMPLE) --out runs/demo/checks --overwrite
-	$(BIN)/dinoscope embed $(SAMPLE) --out runs/demo --model efficientnet-lite0 --overwrite
-	$(BIN)/dinoscope analyze runs/demo
+	$(BIN)/dinoscope demo --out runs/demo
 
 test: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -14,7 +14,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dinoscope.errors import ConfigError
 
-__all__ = ["AnalyzeConfig", "CheckConfig", "EmbedConfig", "StrictModel", "build_config", "load_config_file"]
+__all__ = [
+    "AnalyzeConfig",
+    "CheckConfig",
+    "EmbedConfig",
+    "PipelineConfig",
+    "StrictModel",
+    "build_config",
+    "load_config_file",
+]
 
 M = TypeVar("M", bound="StrictModel")
 
@@ -143,3 +151,58 @@ class AnalyzeConfig(StrictModel):
     cluster_method: Literal["hdbscan", "dbscan"] = "hdbscan"
     map_method: Literal["umap", "pacmap", "pca", "none"] = "umap"
     seed: int = 0
+
+
+class PipelineConfig(StrictModel):
+    """Settings of ``dinoscope analyze DATASET``: check → embed (cached) → analyses → report, in one run.
+
+    Every field is also a CLI option and a key of the ``--config`` YAML file (flags given on the command
+    line win over the file).
+
+    Attributes:
+        dataset: Dataset folder or annotation file, an image folder, a video or a folder of videos.
+        out: Run directory (default ``runs/<dataset name>``).
+        format: Dataset reader, or ``auto``.
+        model: Embedding model; ``auto`` takes DINOv2-base when its weights are on this machine, else the
+            offline EfficientNet-Lite0 (and says which).
+        classes: Only these classes (names or ids).
+        splits: Only these splits.
+        min_object_size: Leave out boxes whose shorter side is below this many pixels.
+        whole_images: One object per image (or sampled video frame) instead of per box; adds image-quality
+            flags (blur, exposure, contrast).
+        every_s / stride / max_frames: Video frame sampling in whole-image mode (default one frame a second).
+        export_crops: Also write every object's crop as an image file, one folder per class.
+        report: Build ``report/index.html`` at the end.
+    """
+
+    dataset: Path
+    out: Path | None = None
+    format: Literal["auto", "yolo", "coco", "voc", "mmpretrain", "class-folders", "masks", "images"] = "auto"
+    model: str = "auto"
+    classes: list[str] | None = None
+    splits: list[str] | None = None
+    min_object_size: float = 0.0
+    whole_images: bool = False
+    every_s: float | None = None
+    stride: int | None = None
+    max_frames: int | None = None
+    pooling: Literal["cls", "mean", "cls+mean", "all-mean", "avg"] | None = None
+    input_size: int | None = None
+    crop: Literal["pad", "squash", "center"] = "pad"
+    context: float = 0.0
+    k: int = 15
+    cluster_method: Literal["hdbscan", "dbscan"] = "hdbscan"
+    map_method: Literal["umap", "pacmap", "pca", "none"] = "umap"
+    seed: int = 0
+    batch_size: int | None = None
+    workers: int | None = None
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    store_dtype: Literal["float32", "float16"] = "float32"
+    cache_dir: Path | None = None
+    no_cache: bool = False
+    allow_download: bool = False
+    export_crops: Path | None = None
+    report: bool = True
+    resume: bool = False
+    overwrite: bool = False

@@ -34,6 +34,7 @@ FINDING_KINDS: dict[str, tuple[Severity, str]] = {
     "background_image": (Severity.INFO, "image with an empty label file or no annotations"),
     "unreadable_image": (Severity.ERROR, "image file that cannot be decoded"),
     "truncated_image": (Severity.ERROR, "image file that ends early (partly written or cut)"),
+    "unreadable_video": (Severity.ERROR, "video file that cannot be opened or decoded"),
     "size_mismatch": (Severity.WARNING, "annotation states an image size that differs from the file"),
     "duplicate_basename": (Severity.WARNING, "two images with one name and different extensions"),
     "duplicate_image": (Severity.WARNING, "byte-identical copy of another image in the same split"),

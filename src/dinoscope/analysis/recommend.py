@@ -92,13 +92,18 @@ def _class_numbers(
     sep = _col(frames, "overlap", "separability_quality", rows)
     if sep is not None and n:
         out["separability"] = float(sep.mean())
+    for flag in ("is_blurry", "is_dark", "is_overexposed", "is_low_contrast"):
+        values = _col(frames, "quality", flag, rows)
+        if values is not None:
+            out[f"n_{flag[3:]}"] = int(values.fillna(False).astype(bool).sum())
     return out
 
 
 def _sentences(num: dict[str, Any], confused: list[tuple[str, float]]) -> list[str]:
     n = num["n"]
     if n < MIN_OBJECTS:
-        return [f"only {n} object{'s' if n != 1 else ''}: too few to judge sub-groups or outliers - collect more"]
+        few = f"only {n} object{'s' if n != 1 else ''}: too few to judge sub-groups or outliers - collect more"
+        return [few, *_quality_sentence(num)]
     out = []
     k = num.get("n_clusters", 0)
     if k >= 2:
@@ -128,7 +133,19 @@ def _sentences(num: dict[str, Any], confused: list[tuple[str, float]]) -> list[s
         )
     for other, share in confused[:2]:
         out.append(f"often confused with {other} ({share:.0%} of neighbours)")
+    out += _quality_sentence(num)
     return out or ["no problem found"]
+
+
+def _quality_sentence(num: dict[str, Any]) -> list[str]:
+    poor = [(num.get(f"n_{key}", 0), word) for key, word in _QUALITY_WORDS]
+    if not any(count for count, _ in poor):
+        return []
+    listed = ", ".join(f"{count} {word}" for count, word in poor if count)
+    return [f"image quality: {listed} - drop or re-capture them before annotating"]
+
+
+_QUALITY_WORDS = (("blurry", "blurry"), ("dark", "dark"), ("overexposed", "over-exposed"), ("low_contrast", "flat"))
 
 
 def _confusion(overlap: AnalysisResult | None, names: list[str]) -> dict[str, list[tuple[str, float]]]:
@@ -138,7 +155,8 @@ def _confusion(overlap: AnalysisResult | None, names: list[str]) -> dict[str, li
     matrix = overlap.info.get("neighbor_share")
     if matrix is None:
         return {}
-    m = np.asarray(matrix, dtype=float)
+    blank = [None] * len(names)  # classes without objects have None rows (and None entries)
+    m = np.array([[np.nan if v is None else v for v in (row or blank)] for row in matrix], dtype=float)
     out: dict[str, list[tuple[str, float]]] = {}
     for i, name in enumerate(names):
         pairs = [(names[j], float(m[i, j])) for j in range(len(names)) if j != i and m[i, j] >= CONFUSION_SHARE]
@@ -157,6 +175,9 @@ def _dataset(frames: dict[str, pd.DataFrame], results: dict[str, AnalysisResult]
     if leak is not None:
         out["leakage"] = leak.info.get("pairs", leak.summary)
         out["n_leaked"] = int(leak.findings.get("is_leaked", pd.Series(dtype=bool)).fillna(False).sum())
+    quality = results.get("quality")
+    if quality is not None:
+        out["quality"] = dict(quality.summary)
     overlap = results.get("overlap")
     if overlap is not None:
         out["most_confused_pairs"] = overlap.info.get("most_confused", [])[:10]

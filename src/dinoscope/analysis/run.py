@@ -70,6 +70,11 @@ def analyze_from_config(config: AnalyzeConfig) -> AnalysisRun:
         split_rank=_split_rank(table),
         config=config,
     )
+    if len(table) and (table.data["origin"] == "image").all():  # whole images or frames: how good are they?
+        from dinoscope.analysis.quality import find_quality_issues, measure_table
+
+        with _Clock(timings)("quality"):
+            results["quality"] = find_quality_issues(measure_table(table))
     summary = _write(run, table, names, class_id, results, maps, timings, store_name, config)
     return AnalysisRun(run.path, summary, results, timings)
 

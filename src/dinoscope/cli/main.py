@@ -9,6 +9,7 @@ import typer
 from dinoscope._version import __version__
 from dinoscope.cli import analyze as analyze_cmd
 from dinoscope.cli import check as check_cmd
+from dinoscope.cli import demo as demo_cmd
 from dinoscope.cli import embed as embed_cmd
 from dinoscope.cli._common import out_console, settings, setup_logging
 
@@ -45,6 +46,7 @@ app.command("check", no_args_is_help=True)(check_cmd.check)
 app.command("embed", no_args_is_help=True)(embed_cmd.embed)
 app.command("models")(embed_cmd.models)
 app.command("analyze", no_args_is_help=True)(analyze_cmd.analyze)
+app.command("demo")(demo_cmd.demo)
 app.add_typer(embed_cmd.cache_app, name="cache")
 
 
