@@ -2,8 +2,9 @@
 
 Each source image (or video frame) is decoded once and all of its crops are cut from it in memory, in
 DataLoader worker processes that build whole uint8 batches (pinned on CUDA), so the model never waits for
-I/O. Vectors already in the content cache are not recomputed; the store is flushed after every batch so
-an interrupted run resumes where it stopped.
+I/O. Crops a caller already holds in memory (video frames cut while detecting) skip the decoding. Vectors
+already in the content cache are not recomputed; the store is flushed after every batch so an interrupted
+run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dinoscope.table import ObjectTable
 if TYPE_CHECKING:
     from dinoscope.embed.base import Backend
     from dinoscope.embed.cache import EmbeddingCache
+    from dinoscope.embed.loader import MemoryCrops
     from dinoscope.embed.store import EmbeddingStore
 
 __all__ = ["EmbedStats", "embed_table"]
@@ -59,6 +61,7 @@ def embed_table(
     cache: EmbeddingCache | None = None,
     batch_size: int | None = None,
     num_workers: int | None = None,
+    crops: MemoryCrops | None = None,
 ) -> EmbedStats:
     """Fill ``store`` (rows aligned with ``table``) with the backend's vectors of every object.
 
@@ -75,9 +78,15 @@ def embed_table(
         cache: Content cache shared across runs, or None.
         batch_size: Crops per forward pass (default: from free GPU memory, 32 on CPU).
         num_workers: Decode worker processes (default: 1 on a 2-core CPU run, up to 8 with a GPU).
+        crops: Crops the caller already holds in memory (rows of ``table``), cut with ``crop`` and the
+            backend's input size: they are embedded without opening their source, and the store and the
+            cache are filled exactly as for decoded crops. Rows without one are decoded as usual.
 
     Returns:
         Counts and throughput of the run.
+
+    Example:
+        >>> stats = embed_table(table, backend, store, CropSpec(), crops=MemoryCrops(rows, images))  # doctest: +SKIP
     """
     crop = crop or CropSpec()
     stats = EmbedStats(n_objects=len(table))
@@ -102,7 +111,7 @@ def embed_table(
         backend = backend()
     device_type = getattr(getattr(backend, "device", None), "type", "cpu")
     stats.batch_size = batch_size or _default_batch_size(backend, device_type)
-    loader = make_loader(table, todo, backend.spec, crop, stats.batch_size, num_workers, device_type)
+    loader = make_loader(table, todo, backend.spec, crop, stats.batch_size, num_workers, device_type, crops)
     _run(loader, backend, store, cache, keys, stats)
     return stats
 

@@ -1,10 +1,16 @@
 """Data loading for the engine: each source decoded once, its crops cut in memory, whole batches built in
-DataLoader worker processes (pinned on CUDA) so the model never waits for I/O."""
+DataLoader worker processes (pinned on CUDA) so the model never waits for I/O.
+
+Crops that a caller already holds in memory (the video pipeline cuts them from frames while it detects)
+come in as :class:`MemoryCrops` and are batched straight from memory, before any file is opened; only the
+rows without one go through the decoding workers.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +22,55 @@ from dinoscope.embed.spec import CropSpec, ModelSpec
 from dinoscope.errors import DinoscopeError
 from dinoscope.table import ObjectTable
 
-__all__ = ["make_loader"]
+__all__ = ["MemoryCrops", "make_loader"]
+
+
+@dataclass(frozen=True)
+class MemoryCrops:
+    """Model inputs already cut in memory, by table row.
+
+    They must be cut as the engine would cut them: :func:`~dinoscope.embed.crops.cut_crops` with the run's
+    crop spec and the model's input size, interpolation and mean, from the decoded source.
+
+    Attributes:
+        rows: (k,) int64 distinct table rows.
+        images: (k, S, S, 3) uint8 crops, ``S`` the model's input size.
+
+    Example:
+        >>> crops = MemoryCrops(np.array([0, 2]), np.zeros((2, 32, 32, 3), np.uint8))
+        >>> crops.size, len(crops)
+        (32, 2)
+    """
+
+    rows: np.ndarray
+    images: np.ndarray
+
+    def __post_init__(self) -> None:
+        rows = np.asarray(self.rows, dtype=np.int64).reshape(-1)
+        images = np.asarray(self.images)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2]:
+            raise ValueError(f"MemoryCrops.images must be (k, S, S, 3) uint8; got {images.dtype} {images.shape}")
+        if len(rows) != len(images):
+            raise ValueError(f"MemoryCrops: {len(rows)} rows for {len(images)} crops")
+        if len(np.unique(rows)) != len(rows):
+            raise ValueError("MemoryCrops.rows must be distinct table rows")
+        object.__setattr__(self, "rows", rows)
+        object.__setattr__(self, "images", images)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def size(self) -> int:
+        """Side ``S`` of the crops."""
+        return int(self.images.shape[1])
+
+    def split(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows held here, their crops' positions in :attr:`images`, rows not held) among ``rows``."""
+        position = {int(r): i for i, r in enumerate(self.rows)}
+        held = np.fromiter((r in position for r in rows.tolist()), dtype=bool, count=len(rows))
+        where = np.fromiter((position[r] for r in rows[held].tolist()), dtype=np.int64, count=int(held.sum()))
+        return rows[held], where, rows[~held]
 
 
 def _groups(table: ObjectTable, rows: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
@@ -36,7 +90,33 @@ def make_loader(
     batch_size: int,
     num_workers: int | None,
     device_type: str,
+    crops: MemoryCrops | None = None,
 ) -> Any:
+    """Batches of the crops of ``rows``: ``{"rows", "images", "failed_rows", "failed_reasons", "failed_sources"}``.
+
+    Args:
+        table: The object table (``source`` relative to ``table.root``).
+        rows: (m,) table rows to embed.
+        spec: The model spec (input size, interpolation, mean fill).
+        crop: The crop policy.
+        batch_size: Crops per batch.
+        num_workers: Decode worker processes (default: from the cores and the device).
+        device_type: ``cuda`` pins batches.
+        crops: Crops already in memory; their rows are served first, without decoding.
+
+    Returns:
+        An iterable of batch dicts with ``n_objects`` (rows it will yield) as an attribute of ``dataset``.
+    """
+    if crops is not None and len(crops):
+        if crops.size != spec.input_size:
+            raise DinoscopeError(
+                f"in-memory crops are {crops.size} px but model {spec.name!r} takes {spec.input_size} px; cut them "
+                "with the model's input size"
+            )
+        held, where, rows = crops.split(np.asarray(rows, dtype=np.int64))
+        if len(held):
+            rest = make_loader(table, rows, spec, crop, batch_size, num_workers, device_type) if len(rows) else None
+            return _MemoryBatches(held, crops.images, where, batch_size, rest, device_type == "cuda")
     if num_workers is None:
         cores = os.cpu_count() or 1
         num_workers = min(8, cores - 1) if device_type == "cuda" else min(1, cores - 1)
@@ -49,6 +129,41 @@ def make_loader(
         prefetch_factor=4 if num_workers else None,
         persistent_workers=False,
     )
+
+
+class _MemoryBatches:
+    """Batches of in-memory crops, then the batches of ``rest`` (a decoding loader) if any."""
+
+    def __init__(
+        self, rows: np.ndarray, images: np.ndarray, where: np.ndarray, batch_size: int, rest: Any, pin: bool
+    ) -> None:
+        self.rows, self.images, self.where, self.batch_size, self.rest, self.pin = (
+            rows,
+            images,
+            where,
+            batch_size,
+            rest,
+            pin,
+        )
+        self.n_objects = len(rows) + (rest.dataset.n_objects if rest is not None else 0)
+
+    @property
+    def dataset(self) -> _MemoryBatches:
+        """Mirrors ``DataLoader.dataset`` (the engine reads ``n_objects`` from it)."""
+        return self
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for start in range(0, len(self.rows), self.batch_size):
+            batch = _batch(
+                self.rows[start : start + self.batch_size],
+                self.images[self.where[start : start + self.batch_size]],
+                ([], [], []),
+            )
+            if self.pin:
+                batch["images"] = batch["images"].pin_memory()
+            yield batch
+        if self.rest is not None:
+            yield from self.rest
 
 
 class _CropStream(torch.utils.data.IterableDataset):

@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dinoscope.config import EmbedConfig, build_config
 from dinoscope.embed.base import Backend
@@ -16,7 +16,10 @@ from dinoscope.errors import DinoscopeError
 from dinoscope.run import RunDir
 from dinoscope.table import ObjectTable
 
-__all__ = ["EmbedResult", "embed", "embed_from_config"]
+if TYPE_CHECKING:
+    from dinoscope.embed.loader import MemoryCrops
+
+__all__ = ["EmbedResult", "EmbeddingModel", "embed", "embed_from_config", "embed_into_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,40 +56,146 @@ def embed(**kwargs: Any) -> EmbedResult:
 
 def embed_from_config(config: EmbedConfig) -> EmbedResult:
     """Run the embedding described by a validated config (see :func:`embed`)."""
-    from dinoscope.embed.cache import EmbeddingCache, resolve_cache_root
-    from dinoscope.embed.registry import create_backend
-    from dinoscope.embed.specmemo import load_spec, save_spec
-    from dinoscope.embed.store import EmbeddingStore, store_name
+    from dinoscope.embed.cache import resolve_cache_root
 
     started = time.perf_counter()
     run = RunDir.create(config.out, resume=config.resume, overwrite=config.overwrite)
     table = _objects(config, run)
     crop = CropSpec(policy=config.crop, context_frac=config.context, fill=config.fill, min_size_px=config.min_size)
     cache_root = resolve_cache_root(config.cache_dir)
-    options = {"pooling": config.pooling, "input_size": config.input_size}
-    spec = None if config.no_cache else load_spec(cache_root, config.model, options)
-    built: list[Backend] = []
+    model = EmbeddingModel(
+        config.model,
+        pooling=config.pooling,
+        input_size=config.input_size,
+        device=config.device,
+        precision=config.precision,
+        compile=config.compile,
+        allow_download=config.allow_download,
+        cache_root=None if config.no_cache else cache_root,
+    )
+    run.write_yaml({"config": config.model_dump(mode="json")})
+    result = embed_into_run(
+        run,
+        table,
+        model,
+        crop,
+        cache_root=None if config.no_cache else cache_root,
+        store_dtype=config.store_dtype,
+        resume=config.resume,
+        overwrite=config.overwrite,
+        batch_size=config.batch_size,
+        workers=config.workers,
+    )
+    run.write_yaml({"embed_stats": {**asdict(result.stats), "total_seconds": round(time.perf_counter() - started, 3)}})
+    return result
 
-    def backend() -> Backend:
-        """The model on its device, built on first need (never when every vector is cached)."""
-        if not built:
-            b = create_backend(config.model, **options, allow_download=config.allow_download)
+
+class EmbeddingModel:
+    """The embedding model of a run: its spec at once, the model itself only when a vector must be computed.
+
+    A spec remembered in the cache (:mod:`dinoscope.embed.specmemo`) answers :attr:`spec` without loading the
+    model, so a fully cached run never builds it; calling the object builds it once, on its device.
+
+    Args:
+        model: Registry name, ``timm:<name>``, ``onnx:<file>``, a local folder or a DINOv2 ``.pth``.
+        pooling: Pooled vector (None: the model's default).
+        input_size: Model input side (None: the model's).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
+        compile: ``torch.compile`` the model.
+        allow_download: Allow fetching weights from the hub.
+        cache_root: Cache root holding remembered specs (None: never remember, always build).
+
+    Example:
+        >>> model = EmbeddingModel("efficientnet-lite0", device="cpu")  # doctest: +SKIP
+        >>> model.spec.input_size  # doctest: +SKIP
+        224
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        pooling: str | None = None,
+        input_size: int | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        compile: bool = False,
+        allow_download: bool = False,
+        cache_root: Path | None = None,
+    ) -> None:
+        from dinoscope.embed.specmemo import load_spec
+
+        self.model, self.device, self.precision, self.compile = model, device, precision, compile
+        self.allow_download, self.cache_root = allow_download, cache_root
+        self.options = {"pooling": pooling, "input_size": input_size}
+        self.remembered = None if cache_root is None else load_spec(cache_root, model, self.options)
+        self.backend: Backend | None = None
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model spec (remembered, or from the built model)."""
+        return self.remembered if self.remembered is not None else self().spec
+
+    def __call__(self) -> Backend:
+        """The model on its device, built on first call."""
+        if self.backend is None:
+            from dinoscope.embed.registry import create_backend
+            from dinoscope.embed.specmemo import save_spec
+
+            b = create_backend(self.model, **self.options, allow_download=self.allow_download)
             if hasattr(b, "to"):
-                b.to(config.device, precision=config.precision, compile=config.compile)
-            if spec is not None and b.spec.key() != spec.key():
+                b.to(self.device, precision=self.precision, compile=self.compile)
+            if self.remembered is not None and b.spec.key() != self.remembered.key():
                 raise DinoscopeError(
-                    f"model {config.model!r} changed since its spec was remembered; run "
-                    "`dinoscope cache clear` and try again"
+                    f"model {self.model!r} changed since its spec was remembered; run `dinoscope cache clear` and "
+                    "try again"
                 )
-            if not config.no_cache:
-                save_spec(cache_root, config.model, options, b.spec)
-            built.append(b)
-        return built[0]
+            if self.cache_root is not None:
+                save_spec(self.cache_root, self.model, self.options, b.spec)
+            self.backend = b
+        return self.backend
 
-    spec = spec or backend().spec
+
+def embed_into_run(
+    run: RunDir,
+    table: ObjectTable,
+    model: EmbeddingModel,
+    crop: CropSpec,
+    *,
+    cache_root: Path | None,
+    store_dtype: str = "float32",
+    resume: bool = False,
+    overwrite: bool = False,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    crops: MemoryCrops | None = None,
+) -> EmbedResult:
+    """Fill the run's store for ``table`` (opened again on ``resume``) and record the embedding in ``run.yaml``.
+
+    Args:
+        run: The run directory (``table`` is already its ``objects.parquet``).
+        table: The objects to embed.
+        model: The embedding model.
+        crop: The crop policy.
+        cache_root: Content cache root, or None for no cache.
+        store_dtype: ``float32`` or ``float16`` vectors on disk.
+        resume: Continue the store of an interrupted run.
+        overwrite: Replace an existing store.
+        batch_size: Crops per batch (default: from free memory).
+        workers: Decode worker processes.
+        crops: Crops already in memory (see :func:`~dinoscope.embed.engine.embed_table`).
+
+    Returns:
+        The :class:`EmbedResult`.
+    """
+    from dinoscope.embed.cache import EmbeddingCache
+    from dinoscope.embed.store import EmbeddingStore, store_name
+
+    spec = model.spec
     name = store_name(spec.name, spec.key(), crop.key())
     meta = {"model": spec.to_dict(), "crop": crop.to_dict()}
-    if config.resume and (run.embeddings_dir / f"{name}.npy").is_file():
+    if resume and (run.embeddings_dir / f"{name}.npy").is_file():
         store = EmbeddingStore.open(run.embeddings_dir, name, mode="r+")
     else:
         store = EmbeddingStore.create(
@@ -95,25 +204,25 @@ def embed_from_config(config: EmbedConfig) -> EmbedResult:
             list(table.object_id),
             spec.embed_dim,
             meta,
-            dtype=config.store_dtype,
-            overwrite=config.overwrite or config.resume,
+            dtype=store_dtype,
+            overwrite=overwrite or resume,
         )
     cache = None
-    if not config.no_cache:
+    if cache_root is not None:
         cache = EmbeddingCache(cache_root, model_key=spec.key(), crop_key=crop.key(), spec=meta)
-    stats = embed_table(
-        table, backend, store, crop, cache=cache, batch_size=config.batch_size, num_workers=config.workers
+    stats = embed_table(  # a plain function, so that the engine builds the model only if it must compute
+        table, model.__call__, store, crop, cache=cache, batch_size=batch_size, num_workers=workers, crops=crops
     )
+    built = model.backend
     run.write_yaml(
         {
-            "config": config.model_dump(mode="json"),
             "embedding": {
                 "store": f"embeddings/{name}.npy",
                 **meta,
-                "precision": getattr(backend, "precision", "n/a"),
-                "device": str(getattr(backend, "device", "cpu")),
+                "precision": getattr(built, "precision", "n/a"),
+                "device": str(getattr(built, "device", "cpu")),
             },
-            "embed_stats": {**asdict(stats), "total_seconds": round(time.perf_counter() - started, 3)},
+            "embed_stats": asdict(stats),
         }
     )
     run.record_versions()

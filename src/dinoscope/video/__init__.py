@@ -1,6 +1,11 @@
-"""Videos: probing, frame sampling and (later) detector backends.
+"""Videos: probing, frame sampling, detector backends and the detector-on-video pipeline.
 
-PyAV is imported on first use, so ``import dinoscope.video`` stays light.
+- :mod:`dinoscope.video.frames`: probe and decode sequentially (PyAV, imported on first use);
+- :mod:`dinoscope.video.detectors`: YOLOX / YOLOv8/11 ONNX and Ultralytics ``.pt`` detectors, detection files;
+- :mod:`dinoscope.video.pipeline`: ``detect_video`` (one decode pass -> sampled objects and their crops) and
+  ``run_video`` (the ``dinoscope video`` command). See docs/video.md.
+
+``import dinoscope.video`` stays light: detectors, PyAV and onnxruntime load when used.
 
 Example:
     >>> from dinoscope.video import iter_frames
