@@ -35,8 +35,8 @@ def video(
     dedup: Annotated[bool, typer.Option(help="Skip near-identical consecutive detections.")] = True,
     batch_frames: Annotated[int, typer.Option(help="Frames per detector call.")] = 8,
     model: Annotated[
-        str, typer.Option("--model", "-m", help="Embedding model name, timm:<name>, onnx:<file>, folder or .pth.")
-    ] = "dinov2-base",
+        str, typer.Option("--model", "-m", help="Embedding model; auto = DINOv2-base if offline, else EfficientNet.")
+    ] = "auto",
     crop: Annotated[str, typer.Option(help="pad (whole object, default), squash or center.")] = "pad",
     context: Annotated[float, typer.Option(help="Margin around boxes, fraction of their size.")] = 0.0,
     batch_size: Annotated[int | None, typer.Option(help="Crops per embedding batch.")] = None,
@@ -46,6 +46,7 @@ def video(
     cache_dir: Annotated[Path | None, typer.Option(help="Content cache folder.")] = None,
     no_cache: Annotated[bool, typer.Option(help="Neither read nor write the content cache.")] = False,
     analyze: Annotated[bool, typer.Option(help="Analyse the vectors after embedding.")] = True,
+    report: Annotated[bool, typer.Option(help="Build report/index.html after the analyses.")] = True,
     map_method: Annotated[str, typer.Option(help="2-D maps: umap, pacmap, pca or none.")] = "umap",
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace the results of an existing run.")] = False,
@@ -84,3 +85,5 @@ def _print(result: VideoRun) -> None:
     if result.analysis is not None:
         print_summary(result.analysis.summary)
     out_console.print(f"run: {result.run_dir}")
+    for path in result.outputs:
+        out_console.print(f"[bold]report: {path}[/bold]")

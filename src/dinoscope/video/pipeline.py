@@ -97,8 +97,10 @@ class VideoConfig(DetectConfig):
 
     Attributes:
         out: Run directory to write.
-        model: Embedding model (as ``dinoscope embed --model``).
+        model: Embedding model (as ``dinoscope embed --model``); ``auto``: DINOv2-base when its weights are on
+            this machine, else the offline EfficientNet-Lite0 (see :func:`dinoscope.pipeline.resolve_model`).
         analyze: Run the analyses after embedding.
+        report: Build ``report/index.html`` after the analyses.
         k: Neighbours per object in the shared kNN graph.
         cluster_method: ``hdbscan`` or ``dbscan``.
         map_method: 2-D maps: ``umap``, ``pacmap``, ``pca`` or ``none``.
@@ -106,7 +108,7 @@ class VideoConfig(DetectConfig):
     """
 
     out: Path
-    model: str = "dinov2-base"
+    model: str = "auto"
     pooling: Literal["cls", "mean", "cls+mean", "all-mean", "avg"] | None = None
     input_size: int | None = None
     crop: Literal["pad", "squash", "center"] = "pad"
@@ -124,6 +126,7 @@ class VideoConfig(DetectConfig):
     resume: bool = False
     overwrite: bool = False
     analyze: bool = True
+    report: bool = True
     k: int = 15
     cluster_method: Literal["hdbscan", "dbscan"] = "hdbscan"
     map_method: Literal["umap", "pacmap", "pca", "none"] = "umap"
@@ -307,12 +310,16 @@ def run_video_from_config(config: VideoConfig) -> VideoRun:
     """Run ``dinoscope video`` as described by a validated config (see :func:`run_video`)."""
     from dinoscope.embed.cache import resolve_cache_root
     from dinoscope.embed.pipeline import EmbeddingModel, embed_into_run
+    from dinoscope.pipeline import resolve_model
 
+    model_name, note = resolve_model(config.model)
+    if note:
+        logger.info("embedding model: %s", note)
     run = RunDir.create(config.out, resume=config.resume, overwrite=config.overwrite)
-    run.write_yaml({"config": config.model_dump(mode="json")})
+    run.write_yaml({"config": config.model_dump(mode="json"), "model": {"name": model_name, "note": note}})
     cache_root = None if config.no_cache else resolve_cache_root(config.cache_dir)
     model = EmbeddingModel(
-        config.model,
+        model_name,
         pooling=config.pooling,
         input_size=config.input_size,
         device=config.device,
@@ -349,7 +356,7 @@ def run_video_from_config(config: VideoConfig) -> VideoRun:
             map_method=config.map_method,
             seed=config.seed,
         )
-    result.outputs = build_outputs(result)
+    result.outputs = build_outputs(result, report=config.report)
     return result
 
 
@@ -398,13 +405,15 @@ def _nothing_found(config: VideoConfig, detection: VideoDetections | None) -> st
     )
 
 
-def build_outputs(result: VideoRun) -> list[Path]:
-    """Extension point: outputs built after the analysis (the HTML report will be added here).
-
-    Receives everything the run made, including ``result.detection.crops`` (the sampled objects' crops,
-    still in memory after a fresh pass, usable as thumbnails without decoding the videos again).
+def build_outputs(result: VideoRun, *, report: bool = True) -> list[Path]:
+    """Outputs built after the analysis: the HTML report (as every pipeline's last step).
 
     Returns:
-        The files written (none yet).
+        The files written (``report/index.html``; none without analyses or with ``report=False``).
     """
-    return []
+    if not report or result.analysis is None:
+        return []
+    from dinoscope.pipeline import build_run_report
+
+    path = build_run_report(result.run_dir)
+    return [] if path is None else [path]
