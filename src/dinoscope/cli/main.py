@@ -11,6 +11,7 @@ from dinoscope.cli import analyze as analyze_cmd
 from dinoscope.cli import check as check_cmd
 from dinoscope.cli import demo as demo_cmd
 from dinoscope.cli import embed as embed_cmd
+from dinoscope.cli import patches as patches_cmd
 from dinoscope.cli import video as video_cmd
 from dinoscope.cli._common import out_console, settings, setup_logging
 
@@ -50,6 +51,7 @@ app.command("analyze", no_args_is_help=True)(analyze_cmd.analyze)
 app.command("video", no_args_is_help=True)(video_cmd.video)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(embed_cmd.cache_app, name="cache")
+app.add_typer(patches_cmd.patches_app, name="patches")
 
 
 def main() -> None:
