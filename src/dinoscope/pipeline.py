@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +151,7 @@ def run_pipeline_from_config(config: PipelineConfig) -> PipelineResult:
     report = None
     if config.report:
         t0 = time.perf_counter()
-        report = build_run_report(run.path)
+        report = build_run_report(run.path, overwrite=config.overwrite)
         timings["report"] = round(time.perf_counter() - t0, 3)
     run.write_yaml({"pipeline": {**run.read_yaml().get("pipeline", {}), "timings_s": timings}})
     return PipelineResult(
@@ -168,14 +168,14 @@ def run_pipeline_from_config(config: PipelineConfig) -> PipelineResult:
     )
 
 
-def build_run_report(run_dir: Path) -> Path | None:
-    """The report step of every pipeline (None while the report package is not installed)."""
-    try:
-        from dinoscope.report import build_report
-    except ImportError:
-        logger.warning("the HTML report is not available in this installation; findings are in %s", run_dir)
-        return None
-    return build_report(run_dir, overwrite=True)
+def build_run_report(run_dir: Path, *, overwrite: bool = False) -> Path:
+    """The report step of every pipeline: ``RUN/report/index.html`` (rebuilt in place when dinoscope made it).
+
+    ``overwrite`` also replaces report files edited since they were written (e.g. a filled-in review CSV).
+    """
+    from dinoscope.report import build_report
+
+    return build_report(run_dir, overwrite=overwrite)
 
 
 def resolve_model(model: str) -> tuple[str, str]:
@@ -200,6 +200,9 @@ def resolve_model(model: str) -> tuple[str, str]:
 
 def select_objects(table: ObjectTable, config: PipelineConfig) -> ObjectTable:
     """The objects kept by the ``classes``, ``splits`` and ``min_object_size`` settings.
+
+    With ``classes`` the table's class names become the chosen classes only (in the dataset's order), so the
+    analyses and the report show no empty classes; the dataset's own id stays in ``dataset_class_id``.
 
     Raises:
         ConfigError: A class or split that the dataset does not have (the message lists those it has).
@@ -227,7 +230,14 @@ def select_objects(table: ObjectTable, config: PipelineConfig) -> ObjectTable:
     if config.min_object_size > 0:
         short = np.minimum(d["x2"] - d["x1"], d["y2"] - d["y1"]).to_numpy()
         keep &= short >= config.min_object_size
-    return table[keep] if not keep.all() else table
+    kept = table[keep] if not keep.all() else table
+    if config.classes:  # the run knows only the chosen classes (ids renumbered; the dataset's id is kept)
+        chosen = sorted(wanted)
+        new_id = np.full(len(table.class_names), -1)
+        new_id[chosen] = np.arange(len(chosen))
+        data = kept.data.assign(dataset_class_id=kept.data["class_id"], class_id=new_id[kept.data["class_id"]])
+        kept = replace(kept, data=data, class_names=tuple(table.class_names[i] for i in chosen))
+    return kept
 
 
 def _read(config: PipelineConfig) -> ObjectTable:

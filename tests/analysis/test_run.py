@@ -108,6 +108,8 @@ def test_analyze_writes_findings_summary_and_thresholds(tmp_path: Path) -> None:
     assert summary["classes"]["a"]["n_clusters"] == 2 and summary["classes"]["c"]["n"] == 59
     assert summary["classes"]["b"]["n_label_errors"] >= 1
     assert any("sub-types" in r for r in summary["classes"]["a"]["recommendations"])
+    top = summary["dataset"]["most_confused_pairs"][0]  # the swapped class-2 object sits among class b's
+    assert {top["a"], top["b"]} == {"b", "c"}
     mapped = pd.read_parquet(run / "map.parquet")
     assert list(mapped["object_id"]) == list(ids) and mapped[["x", "y", "class_x", "class_y"]].notna().all().all()
     doc = yaml.safe_load((run / "run.yaml").read_text())

@@ -45,6 +45,8 @@ def test_filters_keep_only_the_chosen_classes_splits_and_sizes(tmp_path: Path) -
     result = run_pipeline(dataset=ds, out=tmp_path / "a", classes=["a", "1"], splits=["train"], **FAST)
     objects = ObjectTable.read_parquet(tmp_path / "a" / "objects.parquet")
     assert set(objects.data["class_name"]) == {"a", "b"} and set(objects.data["split"]) == {"train"}
+    assert objects.class_names == ("a", "b") and set(result.summary["classes"]) == {"a", "b"}
+    assert (objects.data["class_id"] == objects.data["dataset_class_id"]).all()  # a, b are the first two
     assert result.n_dropped > 0
     big = run_pipeline(dataset=ds, out=tmp_path / "b", min_object_size=10, **FAST)
     kept = ObjectTable.read_parquet(tmp_path / "b" / "objects.parquet").data
@@ -128,13 +130,15 @@ def test_video_needs_whole_images_or_a_detector(tmp_path: Path, bottle_video: Pa
 
 
 def test_whole_image_frames_of_a_video_get_quality_flags(tmp_path: Path, bottle_video: Path) -> None:
-    result = run_pipeline(dataset=bottle_video, out=tmp_path / "run", whole_images=True, every_s=5.0, **FAST)
+    options = {**FAST, "report": True}  # the report's thumbnails come from the video's frames
+    result = run_pipeline(dataset=bottle_video, out=tmp_path / "run", whole_images=True, every_s=5.0, **options)
     objects = ObjectTable.read_parquet(tmp_path / "run" / "objects.parquet").data
     assert len(objects) == 8 and (objects["frame"].diff().dropna() == 149).all()  # 29.8 fps x 5 s
     quality = pd.read_parquet(tmp_path / "run" / "findings" / "quality.parquet")
     assert len(quality) == 8 and (quality["error"] == "").all()
     assert (quality["sharpness"] > 0.005).all() and quality["brightness"].between(0.1, 0.9).all()
     assert result.summary["dataset"]["quality"]["n_quality_issues"] == int(quality["is_quality_issue"].sum())
+    assert result.report == tmp_path / "run" / "report" / "index.html" and result.report.is_file()
 
 
 @pytest.mark.slow
@@ -151,13 +155,14 @@ def test_ppe_end_to_end_through_the_cli(tmp_path: Path, ppe_dir: Path) -> None:
 
 def test_deeppcb_end_to_end_through_the_cli(tmp_path: Path, deeppcb_dir: Path) -> None:
     # two defect classes with the real offline backbone
-    args = ["analyze", str(deeppcb_dir), "-m", "efficientnet-lite0", "--classes", "open,short", "--no-report"]
+    args = ["analyze", str(deeppcb_dir), "-m", "efficientnet-lite0", "--classes", "open,short"]
     res = runner.invoke(app, [*args, "--map-method", "pca", "-o", str(tmp_path / "d")])
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "d" / "summary.json").read_text())
     assert summary["n_objects"] == 352 + 266
     assert {"open", "short"} <= set(summary["classes"])
     assert summary["classes"]["open"]["n"] == 352 and summary["classes"]["short"]["n"] == 266
+    assert (tmp_path / "d" / "report" / "index.html").is_file() and "report:" in res.output
 
 
 def test_every_config_key_is_a_flag_and_every_flag_a_config_key() -> None:

@@ -26,7 +26,7 @@ from scipy import sparse
 
 from dinoscope.analysis.base import AnalysisResult, NeighborGraph
 
-__all__ = ["compute_class_overlap"]
+__all__ = ["compute_class_overlap", "share_matrix"]
 
 logger = logging.getLogger(__name__)
 
@@ -206,3 +206,18 @@ def _num(x: float) -> float | None:
 def _matrix(m: np.ndarray) -> list[list[float | None] | None]:
     """A JSON-ready nested list; an all-NaN row becomes None."""
     return [None if np.isnan(row).all() else [_num(v) for v in row] for row in m]
+
+
+def share_matrix(neighbor_share: Any, n_classes: int) -> np.ndarray | None:
+    """``info["neighbor_share"]`` (as stored in run.yaml: None rows for classes without objects) as a float
+    (C, C) array with NaN rows for those classes; None when absent or of another shape.
+
+    Example:
+        >>> share_matrix([[1.0, 0.0], None], 2).tolist()
+        [[1.0, 0.0], [nan, nan]]
+    """
+    if neighbor_share is None or len(neighbor_share) != n_classes:
+        return None
+    blank = [None] * n_classes
+    rows = [[np.nan if v is None else float(v) for v in (row or blank)] for row in neighbor_share]
+    return np.array(rows, dtype=float) if all(len(r) == n_classes for r in rows) else None

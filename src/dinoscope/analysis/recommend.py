@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from dinoscope.analysis.base import AnalysisResult
+from dinoscope.analysis.overlap import share_matrix
 from dinoscope.table import ObjectTable
 
 __all__ = ["MIN_OBJECTS", "recommend"]
@@ -152,11 +153,9 @@ def _confusion(overlap: AnalysisResult | None, names: list[str]) -> dict[str, li
     """Per class, the other classes holding at least CONFUSION_SHARE of its neighbours, largest first."""
     if overlap is None:
         return {}
-    matrix = overlap.info.get("neighbor_share")
-    if matrix is None:
+    m = share_matrix(overlap.info.get("neighbor_share"), len(names))
+    if m is None:
         return {}
-    blank = [None] * len(names)  # classes without objects have None rows (and None entries)
-    m = np.array([[np.nan if v is None else v for v in (row or blank)] for row in matrix], dtype=float)
     out: dict[str, list[tuple[str, float]]] = {}
     for i, name in enumerate(names):
         pairs = [(names[j], float(m[i, j])) for j in range(len(names)) if j != i and m[i, j] >= CONFUSION_SHARE]
@@ -180,5 +179,5 @@ def _dataset(frames: dict[str, pd.DataFrame], results: dict[str, AnalysisResult]
         out["quality"] = dict(quality.summary)
     overlap = results.get("overlap")
     if overlap is not None:
-        out["most_confused_pairs"] = overlap.info.get("most_confused", [])[:10]
+        out["most_confused_pairs"] = overlap.info.get("confused_pairs", [])[:10]
     return out

@@ -113,8 +113,7 @@ def _analyze_run(ctx: typer.Context, run: Path, store: str | None, report: bool)
         from dinoscope.pipeline import build_run_report
 
         path = build_run_report(result.run_dir)
-        if path is not None:
-            out_console.print(f"[bold]report: {path}[/bold]")
+        out_console.print(f"[bold]report: {path}[/bold]")
 
 
 def _given(ctx: typer.Context) -> set[str]:

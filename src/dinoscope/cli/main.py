@@ -12,6 +12,7 @@ from dinoscope.cli import check as check_cmd
 from dinoscope.cli import demo as demo_cmd
 from dinoscope.cli import embed as embed_cmd
 from dinoscope.cli import patches as patches_cmd
+from dinoscope.cli import report as report_cmd
 from dinoscope.cli import video as video_cmd
 from dinoscope.cli._common import out_console, settings, setup_logging
 
@@ -48,6 +49,7 @@ app.command("check", no_args_is_help=True)(check_cmd.check)
 app.command("embed", no_args_is_help=True)(embed_cmd.embed)
 app.command("models")(embed_cmd.models)
 app.command("analyze", no_args_is_help=True)(analyze_cmd.analyze)
+app.command("report", no_args_is_help=True)(report_cmd.report)
 app.command("video", no_args_is_help=True)(video_cmd.video)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(embed_cmd.cache_app, name="cache")

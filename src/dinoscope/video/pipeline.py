@@ -356,7 +356,7 @@ def run_video_from_config(config: VideoConfig) -> VideoRun:
             map_method=config.map_method,
             seed=config.seed,
         )
-    result.outputs = build_outputs(result, report=config.report)
+    result.outputs = build_outputs(result, report=config.report, overwrite=config.overwrite)
     return result
 
 
@@ -405,7 +405,7 @@ def _nothing_found(config: VideoConfig, detection: VideoDetections | None) -> st
     )
 
 
-def build_outputs(result: VideoRun, *, report: bool = True) -> list[Path]:
+def build_outputs(result: VideoRun, *, report: bool = True, overwrite: bool = False) -> list[Path]:
     """Outputs built after the analysis: the HTML report (as every pipeline's last step).
 
     Returns:
@@ -415,5 +415,4 @@ def build_outputs(result: VideoRun, *, report: bool = True) -> list[Path]:
         return []
     from dinoscope.pipeline import build_run_report
 
-    path = build_run_report(result.run_dir)
-    return [] if path is None else [path]
+    return [build_run_report(result.run_dir, overwrite=overwrite)]

@@ -1,0 +1,188 @@
+"""Everything the report shows, read from a run directory: summary, provenance, objects and findings.
+
+The report never recomputes an analysis: headline numbers come from ``summary.json``, thresholds and
+matrices from the ``analysis`` block of ``run.yaml``, per-object flags and scores from
+``findings/<analysis>.parquet`` and positions from ``map.parquet``. Dataset health is the one exception
+that is computed here, because ``dinoscope check`` keeps no file in the run: it is
+:func:`dinoscope.io.checks.run_checks` on the run's own object table, the same function the command runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dinoscope.errors import DinoscopeError
+from dinoscope.io.checks import CheckReport, run_checks
+from dinoscope.run import RunDir
+from dinoscope.table import ObjectTable
+
+__all__ = ["ANALYSES", "RunData", "load_run"]
+
+logger = logging.getLogger(__name__)
+
+#: Findings files the report knows how to show (others still go to findings.csv).
+ANALYSES = ("clusters", "outliers", "duplicates", "label_errors", "overlap", "leakage")
+#: Finding columns holding a row number of the analysed objects; replaced by the object id they point to.
+_ROW_REFERENCES = {"nearest_duplicate": "duplicates", "duplicate_of": "duplicates", "leaked_with": "leakage"}
+
+
+@dataclass
+class RunData:
+    """A run directory as the report reads it.
+
+    Attributes:
+        run_dir: The run folder.
+        summary: ``summary.json`` as written by ``dinoscope analyze``.
+        provenance: ``run.yaml``.
+        table: The full object table (analysed or not).
+        objects: One row per analysed object, in analysis row order: the object columns, ``cls`` (class
+            index into ``names``), every finding column (row references replaced by ``<name>_id`` object
+            ids) and map columns ``x, y, class_x, class_y`` when the run has a map.
+        names: Class names, index = ``cls`` (the keys of ``summary["classes"]``).
+        checks: Dataset health findings and counts of the whole table.
+        root: The folder the object ``source`` paths are relative to, None when it cannot be found.
+        analyses: The findings files that exist.
+    """
+
+    run_dir: Path
+    summary: dict[str, Any]
+    provenance: dict[str, Any]
+    table: ObjectTable
+    objects: pd.DataFrame
+    names: list[str]
+    checks: CheckReport
+    root: Path | None
+    analyses: list[str] = field(default_factory=list)
+
+    @property
+    def analysis_info(self) -> dict[str, Any]:
+        """The ``analysis`` block of run.yaml (thresholds, matrices, timings); {} when absent."""
+        return self.provenance.get("analysis", {}) or {}
+
+    @property
+    def has_map(self) -> bool:
+        """True when the run has 2-D map coordinates."""
+        return "x" in self.objects.columns
+
+    def class_summary(self, c: int) -> dict[str, Any]:
+        """The ``summary.json`` entry of class index ``c``."""
+        return self.summary["classes"][self.names[c]]
+
+
+def load_run(run_dir: str | Path, dataset_root: str | Path | None = None) -> RunData:
+    """Read what ``dinoscope embed`` and ``dinoscope analyze`` wrote into a run directory.
+
+    Args:
+        run_dir: The run folder.
+        dataset_root: Where the images are, when they moved since the run was made (default: the root
+            recorded in the object table, tried as given, from the working folder and from the run).
+
+    Raises:
+        DinoscopeError: The run has no object table or no summary (``dinoscope analyze`` has not run).
+
+    Example:
+        >>> data = load_run("runs/ppe")  # doctest: +SKIP
+        >>> data.objects[["class_name", "cluster", "outlier_quality"]].head()  # doctest: +SKIP
+    """
+    run = RunDir(run_dir)
+    summary_path = run.path / "summary.json"
+    if not run.objects_path.is_file():
+        raise DinoscopeError(f"{run.path}: no objects.parquet; run `dinoscope embed DATASET --out {run.path}` first")
+    if not summary_path.is_file():
+        raise DinoscopeError(f"{run.path}: no summary.json; run `dinoscope analyze {run.path}` before the report")
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    if not summary.get("classes"):
+        raise DinoscopeError(f"{summary_path}: no per-class numbers; re-run `dinoscope analyze {run.path}`")
+    table = ObjectTable.read_parquet(run.objects_path)
+    provenance = run.read_yaml()
+    findings = {a: pd.read_parquet(p) for a in ANALYSES if (p := run.path / "findings" / f"{a}.parquet").is_file()}
+    extra = sorted(p.stem for p in (run.path / "findings").glob("*.parquet") if p.stem not in findings)
+    for name in extra:
+        findings[name] = pd.read_parquet(run.path / "findings" / f"{name}.parquet")
+    names = list(summary["classes"])
+    objects = _merge(table, findings, names)
+    map_path = run.path / "map.parquet"
+    if map_path.is_file():
+        objects = _join(objects, pd.read_parquet(map_path), "map")
+    root = _find_root(table, dataset_root, run, provenance)
+    return RunData(
+        run_dir=run.path,
+        summary=summary,
+        provenance=provenance,
+        table=table,
+        objects=objects,
+        names=names,
+        checks=run_checks(table),
+        root=root,
+        analyses=list(findings),
+    )
+
+
+def _merge(table: ObjectTable, findings: dict[str, pd.DataFrame], names: list[str]) -> pd.DataFrame:
+    """Analysed objects (those with findings) joined with every finding column, in analysis order."""
+    data = table.data
+    if findings:
+        analysed = next(iter(findings.values()))["object_id"]
+        objects = data.set_index("object_id").loc[analysed.to_numpy()].reset_index()
+    else:
+        objects = data.copy()
+    if table.class_names:
+        cls = np.where(objects["class_id"].to_numpy() >= 0, objects["class_id"].to_numpy(), 0)
+    else:
+        cls = np.zeros(len(objects), dtype=np.int64)
+    if len(cls) and cls.max() >= len(names):
+        raise DinoscopeError(f"summary.json lists {len(names)} classes but objects use class {cls.max()}")
+    objects["cls"] = cls
+    for name, frame in findings.items():
+        frame = frame.copy()
+        ids = frame["object_id"].to_numpy()
+        for col, source in _ROW_REFERENCES.items():
+            if col in frame.columns and source == name:
+                rows = frame.pop(col).to_numpy()
+                frame[f"{col}_id"] = np.where(rows >= 0, ids[np.clip(rows, 0, max(len(ids) - 1, 0))], "")
+        objects = _join(objects, frame, name)
+    return objects
+
+
+def _join(objects: pd.DataFrame, frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    clash = [c for c in frame.columns if c != "object_id" and c in objects.columns]
+    if clash:
+        logger.warning("report: %s columns %s already present; the first ones are kept", what, clash)
+        frame = frame.drop(columns=clash)
+    merged = objects.merge(frame, on="object_id", how="left", validate="one_to_one")
+    return merged
+
+
+def _find_root(table: ObjectTable, given: str | Path | None, run: RunDir, provenance: dict[str, Any]) -> Path | None:
+    """The first candidate folder holding the first object's source file."""
+    if table.data.empty:
+        return Path(given) if given else None
+    probe = str(table.data["source"].iloc[0])
+    candidates: list[Path] = []
+    if given is not None:
+        candidates.append(Path(given))
+    recorded = [table.root, provenance.get("config", {}).get("dataset")]
+    for value in recorded:
+        if not value:
+            continue
+        path = Path(value)
+        candidates += [path] if path.is_absolute() else [Path.cwd() / path, run.path / path, run.path.parent / path]
+    for folder in candidates:
+        if (folder / probe).exists():
+            return folder.resolve()
+    if given is not None:
+        raise DinoscopeError(f"{given}: {probe} is not there; pass the folder the dataset's paths are relative to")
+    logger.warning(
+        "report: the dataset images were not found (looked for %s under %s); thumbnails are left blank - "
+        "pass --dataset-root to point at the images",
+        probe,
+        ", ".join(str(c) for c in candidates) or "(no recorded root)",
+    )
+    return None
