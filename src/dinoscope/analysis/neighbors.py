@@ -72,6 +72,7 @@ def build_neighbor_graph(
     seed: int = 0,
     n_threads: int | None = None,
     recall_target: float = RECALL_TARGET,
+    recall_k: int | None = None,
 ) -> NeighborGraph:
     """Find the k most cosine-similar other rows of every row.
 
@@ -86,6 +87,8 @@ def build_neighbor_graph(
         seed: Seeds the HNSW level assignment and the recall sample.
         n_threads: Threads for FAISS and BLAS (default: all cores).
         recall_target: HNSW only: ``efSearch`` grows (×1.5) until the recall measured on a sample reaches this.
+        recall_k: HNSW only: measure that recall on the first ``recall_k`` neighbours (default k) - for a graph
+            searched wider than the part that must be accurate (the extra columns are candidates).
 
     Returns:
         A :class:`NeighborGraph` with (N, k) ``indices`` (global rows, most similar first) and ``sims``;
@@ -116,7 +119,9 @@ def build_neighbor_graph(
         if used == "exact":
             local, sims = _exact_graph(vectors, k)
         else:
-            local, sims = _hnsw_graph(vectors, k, seed=seed, recall_target=recall_target, info=info)
+            local, sims = _hnsw_graph(
+                vectors, k, seed=seed, recall_target=recall_target, recall_k=min(k, recall_k or k), info=info
+            )
     indices = np.where(local >= 0, rows[np.maximum(local, 0)], -1)
     info["seconds"] = round(time.perf_counter() - start, 3)
     logger.info("neighbour graph: %d rows, k=%d, %s, %.1f s", n, k, used, info["seconds"])
@@ -339,7 +344,7 @@ def _merge(i1: np.ndarray, s1: np.ndarray, i2: np.ndarray, s2: np.ndarray, k: in
 
 
 def _hnsw_graph(
-    vectors: np.ndarray, k: int, *, seed: int, recall_target: float, info: dict[str, Any]
+    vectors: np.ndarray, k: int, *, seed: int, recall_target: float, recall_k: int, info: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N, k) local indices and sims from a FAISS HNSW index, efSearch tuned on a sample for the recall."""
     faiss = require("faiss", "faiss", "approximate nearest neighbours (HNSW) on large inputs", "method='exact'")
@@ -363,17 +368,18 @@ def _hnsw_graph(
     t0 = time.perf_counter()
     sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, RECALL_SAMPLE), replace=False))
     queries = np.asarray(vectors[sample], dtype=np.float32)
-    truth, truth_sims = exact_search(queries, vectors, k, self_rows=sample)
+    truth, truth_sims = exact_search(queries, vectors, recall_k, self_rows=sample)
     ef, tried = max(HNSW_EF_SEARCH_START, k + 1), []
     while True:
         index.hnsw.efSearch = ef
         found, found_sims = _search_excluding_self(index, queries, sample, k)
-        recall = _recall(found, found_sims, truth, truth_sims)
+        recall = _recall(found[:, :recall_k], found_sims[:, :recall_k], truth, truth_sims)
         tried.append([ef, round(recall, 4)])
         if recall >= recall_target or ef >= HNSW_EF_SEARCH_MAX:
             break
         ef = int(ef * 1.5)
-    info.update(hnsw_ef_search=ef, recall=round(recall, 4), recall_sample=len(sample), recall_tried=tried)
+    info.update(hnsw_ef_search=ef, recall=round(recall, 4), recall_k=recall_k, recall_sample=len(sample))
+    info["recall_tried"] = tried
     info["recall_seconds"] = _since(t0)
     if recall < recall_target:
         logger.warning("HNSW recall %.3f < %.2f at efSearch=%d", recall, recall_target, ef)

@@ -122,11 +122,14 @@ def run_analyses(
     clock = _Clock(timings)
     if content_keys is None:
         content_keys = np.full(len(vectors), "", dtype=object)
-    # Large runs search 2k candidates once: the first k are the all-object graph, and the same-class ones
-    # among them give most rows their within-class neighbours without a second index per class.
+    # Large runs search 2k candidates once: the first k are the all-object graph (its recall is what the
+    # HNSW search is tuned for), and the same-class ones among all 2k give most rows their within-class
+    # neighbours without a second index per class.
     wide = len(vectors) > EXACT_MAX and len(np.unique(class_id)) > 1
     with clock("neighbors"):
-        candidates = build_neighbor_graph(vectors, k=2 * config.k if wide else config.k, seed=config.seed)
+        candidates = build_neighbor_graph(
+            vectors, k=2 * config.k if wide else config.k, seed=config.seed, recall_k=config.k
+        )
         graph = first_k(candidates, config.k)
     with clock("class_neighbors"):
         class_graphs = build_class_graphs(
