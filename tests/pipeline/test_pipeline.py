@@ -173,3 +173,45 @@ def test_every_config_key_is_a_flag_and_every_flag_a_config_key() -> None:
 
     flags = set(inspect.signature(analyze).parameters) - {"ctx", "target", "config", "store"}
     assert flags == set(PipelineConfig.model_fields) - {"dataset"}
+
+
+def create_interrupting(weights: str, **options: object) -> object:
+    """Registry factory: the tiny model, raising KeyboardInterrupt (Ctrl-C) at its second batch."""
+    from tests.embed.fakes import TinyCNN
+
+    return TinyCNN(interrupt_after=1)
+
+
+def test_interrupted_run_resumes_where_it_stopped(tmp_path: Path) -> None:
+    from dinoscope.embed.registry import register_model
+
+    ds = make_yolo_dataset(tmp_path / "ds")
+    register_model("tiny-cnn", "tests.pipeline.test_pipeline:create_interrupting", "seed0", "interrupting")
+    options = {**FAST, "batch_size": 2, "no_cache": True}
+    res = runner.invoke(
+        app,
+        [
+            "analyze",
+            str(ds),
+            "-o",
+            str(tmp_path / "run"),
+            "-m",
+            "tiny-cnn",
+            "--batch-size",
+            "2",
+            "--no-cache",
+            "--workers",
+            "0",
+            "--map-method",
+            "pca",
+            "--no-report",
+        ],
+    )
+    assert res.exit_code == 1 and "interrupted after 2 new vectors" in res.output and "--resume" in res.output
+    assert not (tmp_path / "run" / "summary.json").exists()
+    register_model("tiny-cnn", "tests.embed.fakes:create_tiny", "seed0", "test model")
+    resumed = run_pipeline(dataset=ds, out=tmp_path / "run", resume=True, **options)
+    stats = yaml.safe_load((tmp_path / "run" / "run.yaml").read_text())["embed_stats"]
+    assert stats["n_resumed"] == 2 and stats["n_computed"] == resumed.summary["n_objects"] - 2
+    fresh = run_pipeline(dataset=ds, out=tmp_path / "fresh", **options)
+    assert resumed.summary["classes"] == fresh.summary["classes"]
