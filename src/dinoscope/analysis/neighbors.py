@@ -58,6 +58,14 @@ HNSW_EF_SEARCH_START = 32
 HNSW_EF_SEARCH_MAX = 1024
 RECALL_TARGET = 0.95
 RECALL_SAMPLE = 500
+#: Smallest recall gain of a 1.5x wider search worth paying for (below it the recall has plateaued).
+RECALL_PLATEAU = 0.005
+#: efSearch stops growing when searching every row would take longer than this many times the index build
+#: (or SEARCH_BUDGET_MIN_S): on data whose neighbours are nearly equidistant (dense high-dimensional blobs) the
+#: exact-identity recall climbs slowly while the neighbours found are already as close as the true ones
+#: (``kth_similarity_ratio`` in info), and an unbounded search took hours at 1 M rows.
+SEARCH_BUDGET_BUILD_RATIO = 1.0
+SEARCH_BUDGET_MIN_S = 60.0
 _BLOCK_ELEMS = 1 << 24  # floats per similarity block (64 MiB)
 _QUERY_CHUNK = 65_536  # rows converted to float32 and searched at a time
 
@@ -370,19 +378,42 @@ def _hnsw_graph(
     queries = np.asarray(vectors[sample], dtype=np.float32)
     truth, truth_sims = exact_search(queries, vectors, recall_k, self_rows=sample)
     ef, tried = max(HNSW_EF_SEARCH_START, k + 1), []
+    budget = max(SEARCH_BUDGET_MIN_S, SEARCH_BUDGET_BUILD_RATIO * info["build_seconds"])
     while True:
         index.hnsw.efSearch = ef
+        t1 = time.perf_counter()
         found, found_sims = _search_excluding_self(index, queries, sample, k)
+        projected = (time.perf_counter() - t1) / len(sample) * n  # seconds to search every row at this ef
         recall = _recall(found[:, :recall_k], found_sims[:, :recall_k], truth, truth_sims)
+        sim_ratio = _kth_similarity_ratio(found_sims[:, :recall_k], truth_sims)
         tried.append([ef, round(recall, 4)])
         if recall >= recall_target or ef >= HNSW_EF_SEARCH_MAX:
             break
+        if len(tried) > 1 and recall - tried[-2][1] < RECALL_PLATEAU:
+            # the index's construction limits the recall: a wider search costs time and buys nothing
+            ef, recall = tried[-2][0], tried[-2][1]
+            info["recall_limit"] = "plateau"
+            break
+        if projected * 1.5 > budget:  # the next, wider search would cost more than the budget
+            info["recall_limit"] = f"search budget {budget:.0f} s"
+            break
         ef = int(ef * 1.5)
+    index.hnsw.efSearch = ef
     info.update(hnsw_ef_search=ef, recall=round(recall, 4), recall_k=recall_k, recall_sample=len(sample))
+    info["kth_similarity_ratio"] = round(sim_ratio, 4)
     info["recall_tried"] = tried
     info["recall_seconds"] = _since(t0)
     if recall < recall_target:
-        logger.warning("HNSW recall %.3f < %.2f at efSearch=%d", recall, recall_target, ef)
+        logger.warning(
+            "HNSW recall %.3f < %.2f at efSearch=%d (%s; tried %s); the k-th neighbours found are %.4f as similar "
+            "as the true ones",
+            recall,
+            recall_target,
+            ef,
+            info.get("recall_limit", "efSearch limit"),
+            tried,
+            sim_ratio,
+        )
 
     t0 = time.perf_counter()
     idx = np.empty((n, k), dtype=np.int64)
@@ -410,6 +441,14 @@ def _search_excluding_self(index: Any, queries: np.ndarray, self_rows: np.ndarra
     key_row = np.where(idx >= 0, idx, np.iinfo(np.int64).max)
     order = np.lexsort((key_row, -sims), axis=1)
     return np.take_along_axis(idx, order, 1), np.take_along_axis(sims, order, 1)
+
+
+def _kth_similarity_ratio(found_sims: np.ndarray, truth_sims: np.ndarray) -> float:
+    """Mean over queries of (similarity of the k-th neighbour found) / (that of the true k-th): 1 = as close."""
+    ok = np.isfinite(truth_sims[:, -1]) & np.isfinite(found_sims[:, -1]) & (truth_sims[:, -1] > 0)
+    if not ok.any():
+        return 1.0
+    return float(np.mean(found_sims[ok, -1] / truth_sims[ok, -1]))
 
 
 def _recall(found: np.ndarray, found_sims: np.ndarray, truth: np.ndarray, truth_sims: np.ndarray) -> float:
