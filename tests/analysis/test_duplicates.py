@@ -179,3 +179,25 @@ def test_ppe_augmented_copies_are_near_duplicate_groups(ppe_whole_run: tuple[np.
     assert precision >= 0.95  # measured 0.974; most false pairs are genuinely near-identical source photos
     assert recall >= 0.85  # measured 0.885; the misses are mostly the rotated copy of a triple
     assert res.findings["is_exact_duplicate"].sum() == 0  # augmented copies are never byte-identical
+
+
+def test_approximate_graph_that_missed_true_neighbours_is_verified_exactly() -> None:
+    # Rows 0 and 1 sit in a tight cluster A; an approximate search "stuck" in cluster B found only each other
+    # plus B's rows, so their k-th neighbour looks far and the pair looks like a copy. Exact re-measurement of
+    # the candidates' scales removes the false pair; the same crafted graph called exact keeps it.
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=64) * 3 + rng.normal(size=(30, 64))
+    b = rng.normal(size=64) * 3 + rng.normal(size=(30, 64))
+    x = np.concatenate([a, b]).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    exact = build_neighbor_graph(x, k=10, method="exact")
+    idx, sims = exact.indices.copy(), exact.sims.copy()
+    for i, j in ((0, 1), (1, 0)):
+        wrong = np.concatenate([[j], np.arange(30, 39)])
+        idx[i], sims[i] = wrong, np.sort(x[wrong] @ x[i])[::-1]
+    keys = np.full(len(x), "", dtype=object)
+    trusted = find_duplicates(x, NeighborGraph(idx, sims, exact.rows, "exact"), keys, threshold=0.5)
+    assert trusted.findings.loc[[0, 1], "is_near_duplicate"].all()
+    checked = find_duplicates(x, NeighborGraph(idx, sims, exact.rows, "hnsw"), keys, threshold=0.5)
+    assert not checked.findings["is_near_duplicate"].any()
+    assert checked.info["n_scales_verified"] == 2

@@ -123,6 +123,9 @@ def find_duplicates(
     info.update(_choose_threshold(rho[~identical]) if threshold is None else {"rule": "user", "threshold": threshold})
     t = float(info["threshold"])
     near_edge = (rho <= t) | identical
+    if graph.method != "exact" and (near_edge & ~identical).any():
+        rho = _verify_scales(vectors, graph, k, rows, graph_sims, n, src, dst, sims, near_edge & ~identical, info)
+        near_edge = (rho <= t) | identical
     if min_similarity is not None:
         near_edge |= sims >= min_similarity
         info["min_similarity"] = float(min_similarity)
@@ -173,6 +176,46 @@ def _edges(rows: np.ndarray, idx: np.ndarray, sims: np.ndarray, n: int) -> tuple
     ok = (idx >= 0) & np.isfinite(sims) & (idx != rows[:, None])
     src = np.broadcast_to(rows[:, None], idx.shape)[ok]
     return src, idx[ok], np.clip(sims[ok], -1.0, 1.0)
+
+
+#: Most objects whose neighbourhood scale is re-measured exactly when the graph is approximate.
+VERIFY_MAX = 5_000
+
+
+def _verify_scales(
+    vectors: np.ndarray,
+    graph: NeighborGraph,
+    k: int,
+    rows: np.ndarray,
+    graph_sims: np.ndarray,
+    n: int,
+    src: np.ndarray,
+    dst: np.ndarray,
+    sims: np.ndarray,
+    near: np.ndarray,
+    info: dict[str, Any],
+) -> np.ndarray:
+    """Relative distances with the k-th-neighbour scale of the near-duplicate candidates measured exactly.
+
+    An approximate graph can miss most of an object's true neighbours (HNSW stuck in a neighbouring cluster);
+    its k-th neighbour then looks far, and the one or two true neighbours it did find look like copies. The
+    candidates' scales are re-measured by exact search (cost: candidates × N × D, bounded by VERIFY_MAX).
+    """
+    from dinoscope.analysis.neighbors import exact_search
+
+    order = np.argsort(-sims[near], kind="stable")  # the closest pairs first when there are too many
+    ends = np.stack([src[near][order], dst[near][order]], axis=1).ravel()
+    _, first = np.unique(ends, return_index=True)
+    position = np.full(n, -1, dtype=np.int64)
+    position[rows] = np.arange(len(rows))
+    cand = ends[np.sort(first)]
+    cand = cand[position[cand] >= 0]
+    info.update(n_scales_verified=min(len(cand), VERIFY_MAX), n_scale_candidates=len(cand))
+    cand = np.sort(cand[:VERIFY_MAX])
+    _, exact_sims = exact_search(np.asarray(vectors[cand], dtype=np.float32), vectors, k, self_rows=cand)
+    corrected = np.array(graph_sims, dtype=np.float32, copy=True)
+    corrected[position[cand]] = np.maximum(corrected[position[cand]], exact_sims)  # both sorted: min = exact k-th
+    return _relative_distance(rows, corrected, n, src, dst, sims)
 
 
 def _relative_distance(
