@@ -242,11 +242,15 @@ def select_objects(table: ObjectTable, config: PipelineConfig) -> ObjectTable:
 
 def _read(config: PipelineConfig) -> ObjectTable:
     from dinoscope.io.dataset import read_dataset
+    from dinoscope.io.images import list_images
     from dinoscope.io.videos import read_video_frames
     from dinoscope.video.frames import is_video_file, list_videos
 
     path = config.dataset
-    videos = is_video_file(path) if path.is_file() else path.is_dir() and _only_videos(path, list_videos)
+    if path.is_file():
+        videos = is_video_file(path)
+    else:  # a folder of videos (and no images: a dataset with a video beside it stays a dataset)
+        videos = path.is_dir() and bool(list_videos(path)) and not list_images(path)
     if videos:
         if not config.whole_images:
             raise ConfigError(
@@ -256,12 +260,6 @@ def _read(config: PipelineConfig) -> ObjectTable:
         return read_video_frames(path, stride=config.stride, every_s=config.every_s, max_frames=config.max_frames)
     table = read_dataset(path, config.format)
     return table.whole_images() if config.whole_images else table
-
-
-def _only_videos(folder: Path, list_videos: Any) -> bool:
-    from dinoscope.io.images import list_images
-
-    return bool(list_videos(folder)) and not list_images(folder)
 
 
 def _check(table: ObjectTable, run: RunDir) -> dict[str, int]:

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from dinoscope.errors import OutputExistsError
+from dinoscope.io.images import hash_file
 from dinoscope.report import build_report
-from dinoscope.report.output import MARKER, _digest
+from dinoscope.report.output import MARKER
 from tests.report.conftest import Planted
 
 
@@ -18,7 +19,7 @@ def test_rebuilding_a_report_needs_no_flag_and_keeps_user_files(planted_copy: Pl
     stale = report / "figures" / "old.png"
     stale.write_bytes(b"x")
     marker = json.loads((report / MARKER).read_text())
-    marker["files"]["figures/old.png"] = _digest(stale)
+    marker["files"]["figures/old.png"] = hash_file(stale)
     (report / MARKER).write_text(json.dumps(marker))  # as if a previous build had written it
     build_report(planted_copy.run, workers=0, figures=False)
     assert (report / "notes.txt").read_text() == "mine"

@@ -219,25 +219,14 @@ class _CropStream(torch.utils.data.IterableDataset):
     def _decode_video(
         self, source: str, frames: np.ndarray, rows: np.ndarray, boxes: np.ndarray
     ) -> Iterator[tuple[str, np.ndarray | str, np.ndarray]]:
-        from dinoscope.video import iter_frames
+        from dinoscope.io.videos import iter_selected_frames
 
-        s, wanted = self.spec, {int(f) for f in frames}
-        last = max(wanted)
-        try:
-            for frame in iter_frames(self.root / source):
-                if frame.index in wanted:
-                    sel = frames == frame.index
-                    crops = cut_crops(frame.image, boxes[sel], self.crop, s.input_size, s.interpolation, s.mean)
-                    wanted.discard(frame.index)
-                    yield source, crops, rows[sel]
-                if frame.index >= last:
-                    break
-        except DinoscopeError as exc:
-            wanted_rows = rows[np.isin(frames, list(wanted))]
-            yield source, str(exc), wanted_rows
-            return
-        if wanted:
-            yield source, f"frames {sorted(wanted)[:5]} not found in the video", rows[np.isin(frames, list(wanted))]
+        s = self.spec
+        for pos, image, error in iter_selected_frames(self.root / source, frames, np.arange(len(frames))):
+            if image is None:
+                yield source, error, rows[pos]
+            else:
+                yield source, cut_crops(image, boxes[pos], self.crop, s.input_size, s.interpolation, s.mean), rows[pos]
 
 
 def _take(

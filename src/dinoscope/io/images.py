@@ -24,6 +24,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageProbe",
     "hash_bytes",
+    "hash_file",
     "is_image_file",
     "list_files",
     "list_images",
@@ -65,6 +66,15 @@ def list_files(folder: str | Path, accept: Callable[[str], bool], recursive: boo
 def hash_bytes(data: bytes) -> str:
     """Content hash used everywhere in dinoscope (BLAKE2b, 128 bits, hex)."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def hash_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """:func:`hash_bytes` of a file's contents, read in chunks (videos, report files: no whole-file copy)."""
+    digest = hashlib.blake2b(digest_size=16)
+    with Path(path).open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_image(source: str | Path | bytes, *, max_side: int | None = None) -> np.ndarray:

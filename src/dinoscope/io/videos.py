@@ -83,7 +83,7 @@ def read_video_frames(
     Example:
         >>> table = read_video_frames("line-camera.mp4", every_s=2)  # doctest: +SKIP
     """
-    from dinoscope.embed.backends._files import hash_files
+    from dinoscope.io.images import hash_file
     from dinoscope.video.frames import is_video_file, list_videos, probe_video
 
     path = Path(path).expanduser()
@@ -107,7 +107,7 @@ def read_video_frames(
             logger.warning("%s", exc)
             continue
         frames = plan_frames(info.n_frames, info.fps, stride=stride, every_s=every_s, max_frames=max_frames)
-        digest = hash_files(video)
+        digest = hash_file(video)
         n = len(frames)
         rows.append(
             pd.DataFrame(

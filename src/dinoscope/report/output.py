@@ -16,7 +16,6 @@ Files a user added to the folder are never deleted.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from dinoscope._version import __version__
 from dinoscope.errors import OutputExistsError
+from dinoscope.io.images import hash_file
 
 __all__ = ["MARKER", "ReportFolder"]
 
@@ -34,14 +34,6 @@ logger = logging.getLogger(__name__)
 
 MARKER = ".dinoscope-report.json"
 _BUILDING = ".dinoscope-building"
-
-
-def _digest(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -73,7 +65,7 @@ class ReportFolder:
         marker = out / MARKER
         if marker.is_file():
             previous = json.loads(marker.read_text(encoding="utf-8")).get("files", {})
-            edited = [rel for rel, h in previous.items() if (out / rel).is_file() and _digest(out / rel) != h]
+            edited = [rel for rel, h in previous.items() if (out / rel).is_file() and hash_file(out / rel) != h]
             if edited and not overwrite:
                 listed = ", ".join(edited[:5]) + (f" and {len(edited) - 5} more" if len(edited) > 5 else "")
                 raise OutputExistsError(
@@ -106,7 +98,7 @@ class ReportFolder:
         """
         staging = self.stage
         (staging / _BUILDING).unlink()
-        files = {p.relative_to(staging).as_posix(): _digest(p) for p in sorted(staging.rglob("*")) if p.is_file()}
+        files = {p.relative_to(staging).as_posix(): hash_file(p) for p in sorted(staging.rglob("*")) if p.is_file()}
         if not self.out.exists():
             staging.rename(self.out)
         else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,12 +9,10 @@ from queue import Full, Queue
 from typing import Any
 
 from dinoscope.errors import DatasetFormatError
-from dinoscope.io.images import is_image_file, list_images
+from dinoscope.io.images import hash_file, is_image_file, list_images
 from dinoscope.video.frames import is_video_file, list_videos
 
 __all__ = ["batched", "hash_file", "list_sources", "prefetch"]
-
-_HASH_CHUNK = 1 << 20
 
 
 def list_sources(path: str | Path, exclude: Path | None = None) -> tuple[Path, list[Path], list[Path]]:
@@ -45,15 +42,6 @@ def list_sources(path: str | Path, exclude: Path | None = None) -> tuple[Path, l
     if not videos and not images:
         raise DatasetFormatError(f"{path}: no video or image found (searched recursively); check the folder")
     return path, videos, images
-
-
-def hash_file(path: Path) -> str:
-    """The content hash of a file (same as :func:`~dinoscope.io.images.hash_bytes` of its bytes), read in chunks."""
-    digest = hashlib.blake2b(digest_size=16)
-    with path.open("rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def prefetch(batches: Iterator[list[Any]], depth: int = 1) -> Iterator[list[Any]]:
