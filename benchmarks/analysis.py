@@ -22,8 +22,8 @@ import numpy as np
 from dinoscope.analysis.clusters import find_subgroups
 from dinoscope.analysis.neighbors import build_class_graphs
 from dinoscope.analysis.outliers import find_outliers
-from dinoscope.analysis.run import run_analyses
-from dinoscope.config import AnalyzeConfig, build_config
+from dinoscope.analysis.stage import run_analyses
+from dinoscope.options import AnalysisOptions
 
 
 def synthetic(
@@ -49,8 +49,8 @@ def synthetic(
 def run_all(vectors: np.ndarray, class_id: np.ndarray, split: np.ndarray, map_method: str) -> dict[str, float]:
     """Seconds per step of exactly what ``dinoscope analyze`` runs (global and per-class maps included)."""
     names = [f"c{i}" for i in range(class_id.max() + 1)]
-    config = build_config(AnalyzeConfig, run=".", map_method=map_method)
-    _, _, timings = run_analyses(vectors, class_id, names=names, labelled=True, split=split, config=config)
+    options = AnalysisOptions(map_method=map_method)
+    _, _, timings = run_analyses(vectors, class_id, names=names, labelled=True, split=split, options=options)
     return timings
 
 

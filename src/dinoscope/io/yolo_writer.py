@@ -12,7 +12,7 @@ import pandas as pd
 import yaml
 
 from dinoscope.errors import DatasetFormatError
-from dinoscope.io._output import prepare_output_dir
+from dinoscope.outputs import prepare_output_dir
 from dinoscope.table import ObjectTable
 
 __all__ = ["write_yolo"]

@@ -20,7 +20,7 @@ import numpy as np
 
 from dinoscope._version import __version__
 from dinoscope.errors import ConfigError, DatasetFormatError
-from dinoscope.io._output import prepare_output_files
+from dinoscope.outputs import prepare_output_files
 from dinoscope.patches.pca import ForegroundSplit, PatchPCA
 from dinoscope.patches.stats import PatchStatistics
 from dinoscope.video._stream import hash_file

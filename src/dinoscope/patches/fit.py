@@ -29,7 +29,7 @@ from dinoscope._version import __version__
 from dinoscope.config import build_config
 from dinoscope.embed.base import Backend
 from dinoscope.errors import BackendError, ConfigError, DinoscopeError
-from dinoscope.io._output import prepare_output_files
+from dinoscope.outputs import prepare_output_files
 from dinoscope.patches._stream import InputBatch, iter_input_batches, patch_masks
 from dinoscope.patches.config import PatchFitConfig
 from dinoscope.patches.files import PatchPCAFit, read_pca_file, sidecar_path, write_pca_file

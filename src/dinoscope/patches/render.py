@@ -26,8 +26,8 @@ from dinoscope._deps import require
 from dinoscope.config import build_config
 from dinoscope.embed.base import Backend
 from dinoscope.errors import BackendError, ConfigError, DatasetFormatError
-from dinoscope.io._output import prepare_output_files
 from dinoscope.io.images import is_image_file, list_files, read_image
+from dinoscope.outputs import prepare_output_files
 from dinoscope.patches._stream import InputGeometry, iter_input_batches
 from dinoscope.patches.config import PatchRenderConfig
 from dinoscope.patches.files import PatchPCAFit, read_pca_file

@@ -5,7 +5,7 @@ One path for the Python API, config files and the CLI: :func:`build_report` vali
 (:mod:`~dinoscope.report.data`), chooses what to show (:mod:`~dinoscope.report.select`), cuts every image
 in one pass over the sources (:mod:`~dinoscope.report.thumbs`), writes the pages, exports and figures into a
 staging folder and moves it into place (:mod:`~dinoscope.report.output`). The page weight and build time go
-to ``summary.json`` and ``run.yaml`` under ``report``.
+to ``run.yaml`` under ``report``.
 """
 
 from __future__ import annotations
@@ -24,45 +24,36 @@ from pydantic import Field
 
 from dinoscope.config import StrictModel, build_config
 from dinoscope.errors import DinoscopeError
-from dinoscope.run import RunDir
+from dinoscope.options import OutputOptions, RunOptions, SeedOptions, WorkersOptions
+from dinoscope.run import Run
 
-__all__ = ["ReportConfig", "ReportResult", "build_report", "build_report_from_config"]
+__all__ = ["ReportConfig", "ReportOptions", "ReportResult", "build_report", "build_report_from_config"]
 
 logger = logging.getLogger(__name__)
 
 
-class ReportConfig(StrictModel):
-    """Settings of ``dinoscope report RUN``.
+class ReportOptions(StrictModel):
+    """What the report shows and writes besides its pages."""
 
-    Attributes:
-        run: Run directory analysed by ``dinoscope analyze``.
-        out: Report folder (default ``RUN/report``).
-        pdf: Also print the report to ``report.pdf`` with headless Chromium.
-        export_samples: Write crops per sub-group, outliers and label errors under ``samples/``.
-        samples_per_group: Crops per sub-group with ``export_samples``.
-        figures: Static PNG figures (None: when matplotlib is installed; True: required).
-        overwrite: Write into a folder dinoscope did not make, or replace report files edited since.
-        dataset_root: Where the images are, if they moved since the run.
-        max_class_points: Points drawn on each class map (a seeded sample beyond, counts shown).
-        max_map_points: Points drawn on the dataset-wide map.
-        max_thumbnails: Thumbnails in all (listed objects first, then map points).
-        workers: Image decoding processes (default: automatic; 0 = in-process).
-        seed: Seed of every sample.
-    """
+    pdf: bool = Field(False, description="Also print report.pdf with headless Chromium.")
+    export_samples: bool = Field(
+        False, description="Write crops per sub-group, outliers and label errors under samples/."
+    )
+    samples_per_group: int = Field(24, ge=1, description="Crops per sub-group with --export-samples.")
+    figures: bool | None = Field(
+        None,
+        description="PNG figures for slides (default: when matplotlib is installed).",
+        json_schema_extra={"flag": "--figures/--no-figures"},
+    )
+    dataset_root: Path | None = Field(None, description="Where the images are, if they moved since the run.")
+    max_class_points: int = Field(2_000, ge=10, description="Points drawn on each class map (a seeded sample beyond).")
+    max_map_points: int = Field(20_000, ge=10, description="Points drawn on the dataset-wide map.")
+    max_thumbnails: int = Field(40_000, ge=0, description="Thumbnails in all (listed objects first, then map points).")
 
-    run: Path
-    out: Path | None = None
-    pdf: bool = False
-    export_samples: bool = False
-    samples_per_group: int = Field(24, ge=1)
-    figures: bool | None = None
-    overwrite: bool = False
-    dataset_root: Path | None = None
-    max_class_points: int = Field(2_000, ge=10)
-    max_map_points: int = Field(20_000, ge=10)
-    max_thumbnails: int = Field(40_000, ge=0)
-    workers: int | None = Field(None, ge=0)
-    seed: int = 0
+
+class ReportConfig(RunOptions, OutputOptions, ReportOptions, WorkersOptions, SeedOptions):
+    """Settings of ``dinoscope report RUN`` (``out``: the report folder, default ``RUN/report``; ``overwrite``:
+    write into a folder dinoscope did not make, or replace report files edited since)."""
 
 
 @dataclass
@@ -74,7 +65,7 @@ class ReportResult:
         pdf: ``<out>/report.pdf`` when asked for.
         files: {path relative to the report folder: size in bytes}.
         weight: Page weight and counts (``initial_bytes``, ``total_bytes``, ``largest_page_bytes``,
-            ``n_files``, ``n_thumbnails``, ``n_sheets``, ``build_s``), as recorded in summary.json.
+            ``n_files``, ``n_thumbnails``, ``n_sheets``, ``build_s``), as recorded in run.yaml.
     """
 
     index: Path
@@ -135,7 +126,7 @@ def build_report_from_config(config: ReportConfig) -> ReportResult:
 
         require_browser()  # before any work: a missing browser is one line, not a failure after minutes
     data = load_run(config.run, config.dataset_root)
-    out = Path(config.out) if config.out is not None else data.run_dir / "report"
+    out = Path(config.out) if config.out is not None else Run(data.run_dir).report_dir
     folder = ReportFolder.prepare(out, overwrite=config.overwrite)
     try:
         files, weight = _write_all(data, config, folder.stage, out, start)
@@ -342,19 +333,13 @@ def _weight(view: Any, stage: Path, meta: dict[str, Any], start: float) -> dict[
 
 
 def _record(run_dir: Path, out: Path, weight: dict[str, Any]) -> None:
-    """Page weight and build time into summary.json and run.yaml (``report``)."""
+    """Page weight and build time into run.yaml (``report``); summary.json stays the analysis' own."""
     entry = {
         "index": str(out / "index.html"),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         **weight,
     }
-    path = run_dir / "summary.json"
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-        summary["report"] = entry
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
-        tmp.replace(path)
-        RunDir(run_dir).write_yaml({"report": entry})
+        Run(run_dir).write_yaml({"report": entry})
     except (OSError, ValueError) as exc:
         raise DinoscopeError(f"{run_dir}: the report was written but its weight could not be recorded ({exc})") from exc

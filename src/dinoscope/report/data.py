@@ -2,14 +2,14 @@
 
 The report never recomputes an analysis: headline numbers come from ``summary.json``, thresholds and
 matrices from the ``analysis`` block of ``run.yaml``, per-object flags and scores from
-``findings/<analysis>.parquet`` and positions from ``map.parquet``. Dataset health is the one exception
-that is computed here, because ``dinoscope check`` keeps no file in the run: it is
-:func:`dinoscope.io.checks.run_checks` on the run's own object table, the same function the command runs.
+``findings/<analysis>.parquet`` and positions from ``map.parquet``. Dataset health comes from the checks
+the workflow kept in the run (``checks/checks.json``, written once when the dataset was read); a run without
+them (a video run, or one made before they were kept) gets :func:`dinoscope.io.checks.run_checks` on its
+object table.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from dinoscope.errors import DinoscopeError
-from dinoscope.io.checks import CheckReport, run_checks
-from dinoscope.run import RunDir
+from dinoscope.io.checks import CheckReport, read_checks, run_checks
+from dinoscope.run import Run
 from dinoscope.table import ObjectTable
 
 __all__ = ["ANALYSES", "RunData", "load_run"]
@@ -91,26 +91,20 @@ def load_run(run_dir: str | Path, dataset_root: str | Path | None = None) -> Run
         >>> data = load_run("runs/ppe")  # doctest: +SKIP
         >>> data.objects[["class_name", "cluster", "outlier_quality"]].head()  # doctest: +SKIP
     """
-    run = RunDir(run_dir)
-    summary_path = run.path / "summary.json"
-    if not run.objects_path.is_file():
-        raise DinoscopeError(f"{run.path}: no objects.parquet; run `dinoscope embed DATASET --out {run.path}` first")
-    if not summary_path.is_file():
-        raise DinoscopeError(f"{run.path}: no summary.json; run `dinoscope analyze {run.path}` before the report")
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    run = Run.open(run_dir)
+    table = run.read_objects()
+    summary = run.read_summary()
     if not summary.get("classes"):
-        raise DinoscopeError(f"{summary_path}: no per-class numbers; re-run `dinoscope analyze {run.path}`")
-    table = ObjectTable.read_parquet(run.objects_path)
+        raise DinoscopeError(f"{run.summary_path}: no per-class numbers; re-run `dinoscope analyze {run.path}`")
     provenance = run.read_yaml()
-    findings = {a: pd.read_parquet(p) for a in ANALYSES if (p := run.path / "findings" / f"{a}.parquet").is_file()}
-    extra = sorted(p.stem for p in (run.path / "findings").glob("*.parquet") if p.stem not in findings)
-    for name in extra:
-        findings[name] = pd.read_parquet(run.path / "findings" / f"{name}.parquet")
+    known = [a for a in ANALYSES if run.findings_path(a).is_file()]
+    names_found = known + [n for n in run.findings_names() if n not in known]
+    findings = {name: run.read_findings(name) for name in names_found}
     names = list(summary["classes"])
     objects = _merge(table, findings, names)
-    map_path = run.path / "map.parquet"
-    if map_path.is_file():
-        objects = _join(objects, pd.read_parquet(map_path), "map")
+    coords = run.read_map()
+    if coords is not None:
+        objects = _join(objects, coords, "map")
     root = _find_root(table, dataset_root, run, provenance)
     return RunData(
         run_dir=run.path,
@@ -119,7 +113,7 @@ def load_run(run_dir: str | Path, dataset_root: str | Path | None = None) -> Run
         table=table,
         objects=objects,
         names=names,
-        checks=run_checks(table),
+        checks=read_checks(run.checks_dir) if (run.checks_dir / "checks.json").is_file() else run_checks(table),
         root=root,
         analyses=list(findings),
     )
@@ -160,7 +154,7 @@ def _join(objects: pd.DataFrame, frame: pd.DataFrame, what: str) -> pd.DataFrame
     return merged
 
 
-def _find_root(table: ObjectTable, given: str | Path | None, run: RunDir, provenance: dict[str, Any]) -> Path | None:
+def _find_root(table: ObjectTable, given: str | Path | None, run: Run, provenance: dict[str, Any]) -> Path | None:
     """The first candidate folder holding the first object's source file."""
     if table.data.empty:
         return Path(given) if given else None

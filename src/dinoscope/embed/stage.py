@@ -1,25 +1,29 @@
-"""``dinoscope embed`` as a library call: dataset -> run directory with the object table and its vectors."""
+"""The embedding stage: a run's object table -> its vector store, through the content cache.
+
+:class:`EmbeddingModel` gives the model's spec without loading the model when the cache remembers it;
+:func:`embed_into_run` fills the run's store for a table held in memory (workflows compose it after reading
+or detecting the objects; nothing is re-read from disk).
+"""
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dinoscope.config import EmbedConfig, build_config
 from dinoscope.embed.base import Backend
 from dinoscope.embed.engine import EmbedStats, embed_table
 from dinoscope.embed.spec import CropSpec, ModelSpec
-from dinoscope.errors import DinoscopeError
-from dinoscope.run import RunDir
+from dinoscope.errors import ConfigError, DinoscopeError
+from dinoscope.run import Run
 from dinoscope.table import ObjectTable
 
 if TYPE_CHECKING:
     from dinoscope.embed.loader import MemoryCrops
+    from dinoscope.options import CacheOptions, CropOptions, ModelOptions, RuntimeOptions
 
-__all__ = ["EmbedResult", "EmbeddingModel", "embed", "embed_from_config", "embed_into_run"]
+__all__ = ["EmbedResult", "EmbeddingModel", "cache_root_of", "crop_spec", "embed_into_run", "embedding_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,53 +47,6 @@ class EmbedResult:
     stats: EmbedStats
 
 
-def embed(**kwargs: Any) -> EmbedResult:
-    """Embed every object of a dataset; keyword arguments are the fields of :class:`EmbedConfig`.
-
-    Example:
-        >>> result = embed(dataset="datasets/ppe", out="runs/ppe", model="efficientnet-lite0")  # doctest: +SKIP
-        >>> result.stats.n_computed  # doctest: +SKIP
-        4625
-    """
-    return embed_from_config(build_config(EmbedConfig, **kwargs))
-
-
-def embed_from_config(config: EmbedConfig) -> EmbedResult:
-    """Run the embedding described by a validated config (see :func:`embed`)."""
-    from dinoscope.embed.cache import resolve_cache_root
-
-    started = time.perf_counter()
-    run = RunDir.create(config.out, resume=config.resume, overwrite=config.overwrite)
-    table = _objects(config, run)
-    crop = CropSpec(policy=config.crop, context_frac=config.context, fill=config.fill, min_size_px=config.min_size)
-    cache_root = resolve_cache_root(config.cache_dir)
-    model = EmbeddingModel(
-        config.model,
-        pooling=config.pooling,
-        input_size=config.input_size,
-        device=config.device,
-        precision=config.precision,
-        compile=config.compile,
-        allow_download=config.allow_download,
-        cache_root=None if config.no_cache else cache_root,
-    )
-    run.write_yaml({"config": config.model_dump(mode="json")})
-    result = embed_into_run(
-        run,
-        table,
-        model,
-        crop,
-        cache_root=None if config.no_cache else cache_root,
-        store_dtype=config.store_dtype,
-        resume=config.resume,
-        overwrite=config.overwrite,
-        batch_size=config.batch_size,
-        workers=config.workers,
-    )
-    run.write_yaml({"embed_stats": {**asdict(result.stats), "total_seconds": round(time.perf_counter() - started, 3)}})
-    return result
-
-
 class EmbeddingModel:
     """The embedding model of a run: its spec at once, the model itself only when a vector must be computed.
 
@@ -104,6 +61,7 @@ class EmbeddingModel:
         precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
         compile: ``torch.compile`` the model.
         allow_download: Allow fetching weights from the hub.
+        weights: Local weights file of a ``timm:<name>`` model.
         cache_root: Cache root holding remembered specs (None: never remember, always build).
 
     Example:
@@ -122,13 +80,20 @@ class EmbeddingModel:
         precision: str = "auto",
         compile: bool = False,
         allow_download: bool = False,
+        weights: Path | None = None,
         cache_root: Path | None = None,
     ) -> None:
         from dinoscope.embed.specmemo import load_spec
 
         self.model, self.device, self.precision, self.compile = model, device, precision, compile
         self.allow_download, self.cache_root = allow_download, cache_root
-        self.options = {"pooling": pooling, "input_size": input_size}
+        self.options: dict[str, Any] = {"pooling": pooling, "input_size": input_size}
+        if weights is not None:
+            if not model.startswith("timm:"):
+                raise ConfigError(
+                    f"--weights applies to timm:<name> models; for {model!r} pass the weights file or folder as --model"
+                )
+            self.options["weights"] = str(weights)
         self.remembered = None if cache_root is None else load_spec(cache_root, model, self.options)
         self.backend: Backend | None = None
 
@@ -157,8 +122,40 @@ class EmbeddingModel:
         return self.backend
 
 
+def embedding_model(model: ModelOptions, runtime: RuntimeOptions, cache: CacheOptions) -> tuple[EmbeddingModel, str]:
+    """The run's :class:`EmbeddingModel` from the option groups, and the note on what ``auto`` chose ("" if
+    nothing was chosen)."""
+    from dinoscope.embed.registry import resolve_model
+
+    name, note = resolve_model(model.model)
+    built = EmbeddingModel(
+        name,
+        pooling=model.pooling,
+        input_size=model.input_size,
+        device=runtime.device,
+        precision=runtime.precision,
+        compile=runtime.compile,
+        allow_download=model.allow_download,
+        weights=model.weights,
+        cache_root=cache_root_of(cache),
+    )
+    return built, note
+
+
+def cache_root_of(cache: CacheOptions) -> Path | None:
+    """The content cache folder, None with ``no_cache``."""
+    from dinoscope.embed.cache import resolve_cache_root
+
+    return None if cache.no_cache else resolve_cache_root(cache.cache_dir)
+
+
+def crop_spec(crop: CropOptions) -> CropSpec:
+    """The :class:`CropSpec` of the crop options."""
+    return CropSpec(policy=crop.crop, context_frac=crop.context, fill=crop.fill, min_size_px=crop.min_size)
+
+
 def embed_into_run(
-    run: RunDir,
+    run: Run,
     table: ObjectTable,
     model: EmbeddingModel,
     crop: CropSpec,
@@ -195,7 +192,7 @@ def embed_into_run(
     spec = model.spec
     name = store_name(spec.name, spec.key(), crop.key())
     meta = {"model": spec.to_dict(), "crop": crop.to_dict()}
-    if resume and (run.embeddings_dir / f"{name}.npy").is_file():
+    if resume and run.store_path(name).is_file():
         store = EmbeddingStore.open(run.embeddings_dir, name, mode="r+")
     else:
         store = EmbeddingStore.create(
@@ -217,7 +214,7 @@ def embed_into_run(
     run.write_yaml(
         {
             "embedding": {
-                "store": f"embeddings/{name}.npy",
+                "store": run.store_path(name).relative_to(run.path).as_posix(),
                 **meta,
                 "precision": getattr(built, "precision", "n/a"),
                 "device": str(getattr(built, "device", "cpu")),
@@ -226,18 +223,4 @@ def embed_into_run(
         }
     )
     run.record_versions()
-    return EmbedResult(run.path, run.embeddings_dir / f"{name}.npy", spec, crop, stats)
-
-
-def _objects(config: EmbedConfig, run: RunDir) -> ObjectTable:
-    """The run's object table: read from the dataset (new run) or from the run itself (resume)."""
-    if config.resume and run.objects_path.is_file():
-        return ObjectTable.read_parquet(run.objects_path)
-    from dinoscope.io.dataset import read_dataset
-
-    table = read_dataset(config.dataset, config.format)
-    if config.whole_images:
-        table = table.whole_images()
-    table.to_parquet(run.objects_path)
-    logger.info("%d objects from %d images", len(table), len(table.images))
-    return table
+    return EmbedResult(run.path, run.store_path(name), spec, crop, stats)

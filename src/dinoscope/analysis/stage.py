@@ -1,4 +1,4 @@
-"""``dinoscope analyze RUN``: every analysis over a run's vectors, one neighbour graph, one summary.
+"""The analysis stage: every analysis over a run's vectors, one neighbour graph, one summary.
 
 Reads ``objects.parquet`` and the run's embedding store, builds the all-object kNN graph and the
 within-class graphs once, runs the analyses (sub-groups, outliers, near-duplicates, label errors, class
@@ -8,7 +8,6 @@ overlap, leakage) and the 2-D maps, then writes ``findings/<name>.parquet``, ``m
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,12 +19,12 @@ import pandas as pd
 
 from dinoscope.analysis.base import AnalysisResult
 from dinoscope.analysis.recommend import recommend
-from dinoscope.config import AnalyzeConfig, build_config
 from dinoscope.errors import DinoscopeError
-from dinoscope.run import RunDir
+from dinoscope.options import AnalysisOptions
+from dinoscope.run import Run
 from dinoscope.table import ObjectTable
 
-__all__ = ["AnalysisRun", "analyze", "analyze_from_config", "run_analyses"]
+__all__ = ["AnalysisRun", "analyze_into_run", "run_analyses"]
 
 logger = logging.getLogger(__name__)
 UNLABELLED = "(unlabelled)"
@@ -44,21 +43,27 @@ class AnalysisRun:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def analyze(**kwargs: Any) -> AnalysisRun:
-    """Analyse a run directory that has vectors; keyword arguments are the fields of :class:`AnalyzeConfig`.
+def analyze_into_run(
+    run: Run,
+    options: AnalysisOptions,
+    *,
+    seed: int = 0,
+    table: ObjectTable | None = None,
+    store: str | None = None,
+) -> AnalysisRun:
+    """Every analysis over a run's vectors, written into the run (findings, map, summary, run.yaml).
 
-    Example:
-        >>> result = analyze(run="runs/ppe")  # doctest: +SKIP
-        >>> result.summary["classes"]["capacete"]["n_clusters"]  # doctest: +SKIP
-        3
+    Args:
+        run: The run (its store holds the vectors).
+        options: Neighbours, clustering and map methods.
+        seed: Seed of every randomised step.
+        table: The run's object table when the caller holds it (else read from the run).
+        store: Which embedding store (default: the only one).
+
+    Returns:
+        The :class:`AnalysisRun`.
     """
-    return analyze_from_config(build_config(AnalyzeConfig, **kwargs))
-
-
-def analyze_from_config(config: AnalyzeConfig) -> AnalysisRun:
-    """Run every analysis described by a validated config (see :func:`analyze`)."""
-    run = RunDir(config.run)
-    table, vectors, store_name = _load(run, config.store)
+    table, vectors, store_name = _load(run, table if table is not None else run.read_objects(), store)
     names = list(table.class_names) or [UNLABELLED]
     class_id = np.where(table.class_id >= 0, table.class_id, 0) if table.class_names else np.zeros(len(table), int)
     labelled = bool(table.class_names) and (table.class_id >= 0).all()
@@ -71,14 +76,15 @@ def analyze_from_config(config: AnalyzeConfig) -> AnalysisRun:
         content_keys=_content_keys(table),
         area=_areas(table),
         split_rank=_split_rank(table),
-        config=config,
+        options=options,
+        seed=seed,
     )
     if len(table) and (table.data["origin"] == "image").all():  # whole images or frames: how good are they?
         from dinoscope.analysis.quality import find_quality_issues, measure_table
 
         with _Clock(timings)("quality"):
             results["quality"] = find_quality_issues(measure_table(table))
-    summary = _write(run, table, names, class_id, results, maps, timings, store_name, config)
+    summary = _write(run, table, names, class_id, results, maps, timings, store_name, options, seed)
     return AnalysisRun(run.path, summary, results, timings)
 
 
@@ -92,7 +98,8 @@ def run_analyses(
     content_keys: np.ndarray | None = None,
     area: np.ndarray | None = None,
     split_rank: np.ndarray | None = None,
-    config: AnalyzeConfig,
+    options: AnalysisOptions,
+    seed: int = 0,
 ) -> tuple[dict[str, AnalysisResult], pd.DataFrame | None, dict[str, float]]:
     """Every analysis over in-memory vectors (what ``analyze`` runs between loading and writing).
 
@@ -105,7 +112,8 @@ def run_analyses(
         content_keys: (N,) exact-content keys ("" unknown); default none known.
         area: (N,) image or box areas (the largest duplicate is kept).
         split_rank: (N,) split order among duplicates.
-        config: The analysis settings (k, clustering and map methods, seed).
+        options: The analysis settings (k, clustering and map methods).
+        seed: Seed of every randomised step.
 
     Returns:
         (results by analysis name, the map frame or None, seconds per step).
@@ -128,19 +136,17 @@ def run_analyses(
     wide = len(vectors) > EXACT_MAX and len(np.unique(class_id)) > 1
     with clock("neighbors"):
         candidates = build_neighbor_graph(
-            vectors, k=2 * config.k if wide else config.k, seed=config.seed, recall_k=config.k
+            vectors, k=2 * options.k if wide else options.k, seed=seed, recall_k=options.k
         )
-        graph = first_k(candidates, config.k)
+        graph = first_k(candidates, options.k)
     with clock("class_neighbors"):
         class_graphs = build_class_graphs(
-            vectors, class_id, k=config.k, seed=config.seed, candidates=candidates if wide else None
+            vectors, class_id, k=options.k, seed=seed, candidates=candidates if wide else None
         )
     del candidates
     results: dict[str, AnalysisResult] = {}
     with clock("clusters"):
-        results["clusters"] = find_subgroups(
-            vectors, class_id, class_graphs, method=config.cluster_method, seed=config.seed
-        )
+        results["clusters"] = find_subgroups(vectors, class_id, class_graphs, method=options.cluster_method, seed=seed)
     with clock("outliers"):
         results["outliers"] = find_outliers(vectors, class_id, class_graphs)
     with clock("duplicates"):
@@ -156,9 +162,9 @@ def run_analyses(
     with clock("leakage"):
         results["leakage"] = find_leakage(results["duplicates"], split)
     maps = None
-    if config.map_method != "none":
+    if options.map_method != "none":
         with clock("maps"):
-            maps = _maps(vectors, class_id, graph, class_graphs, config)
+            maps = _maps(vectors, class_id, graph, class_graphs, options, seed)
     return results, maps, timings
 
 
@@ -178,13 +184,10 @@ class _Clock:
         self.timings[self._name] = round(time.perf_counter() - self._t, 3)
 
 
-def _load(run: RunDir, store: str | None) -> tuple[ObjectTable, np.ndarray, str]:
+def _load(run: Run, table: ObjectTable, store: str | None) -> tuple[ObjectTable, np.ndarray, str]:
     from dinoscope.embed.store import EmbeddingStore
 
-    if not run.objects_path.is_file():
-        raise DinoscopeError(f"{run.path}: no objects.parquet; run `dinoscope embed DATASET --out {run.path}` first")
-    table = ObjectTable.read_parquet(run.objects_path)
-    st = EmbeddingStore.open(run.embeddings_dir, store)
+    st = EmbeddingStore.open(run.embeddings_dir, run.store_name(store))
     if list(st.object_ids) != list(table.object_id):
         raise DinoscopeError(f"{st.path}: rows do not match {run.objects_path}; re-run `dinoscope embed --resume`")
     valid = st.valid_mask()
@@ -223,15 +226,20 @@ def _split_rank(table: ObjectTable) -> np.ndarray:
 
 
 def _maps(
-    vectors: np.ndarray, class_id: np.ndarray, graph: Any, class_graphs: dict[int, Any], config: AnalyzeConfig
+    vectors: np.ndarray,
+    class_id: np.ndarray,
+    graph: Any,
+    class_graphs: dict[int, Any],
+    options: AnalysisOptions,
+    seed: int,
 ) -> pd.DataFrame:
     from dinoscope.analysis.projection import compute_class_maps, compute_map
 
-    global_map = compute_map(vectors, method=config.map_method, seed=config.seed, graph=graph)
+    global_map = compute_map(vectors, method=options.map_method, seed=seed, graph=graph)
     frame = pd.DataFrame({"x": global_map.coords[:, 0], "y": global_map.coords[:, 1]})
     frame["class_x"], frame["class_y"] = np.nan, np.nan
     class_maps = compute_class_maps(
-        vectors, class_id, graphs=class_graphs, method=config.map_method, seed=config.seed, max_fit=CLASS_MAP_MAX_FIT
+        vectors, class_id, graphs=class_graphs, method=options.map_method, seed=seed, max_fit=CLASS_MAP_MAX_FIT
     )
     for c, result in class_maps.items():
         rows = np.flatnonzero(class_id == c)
@@ -242,7 +250,7 @@ def _maps(
 
 
 def _write(
-    run: RunDir,
+    run: Run,
     table: ObjectTable,
     names: list[str],
     class_id: np.ndarray,
@@ -250,25 +258,24 @@ def _write(
     maps: pd.DataFrame | None,
     timings: dict[str, float],
     store_name: str,
-    config: AnalyzeConfig,
+    options: AnalysisOptions,
+    seed: int,
 ) -> dict[str, Any]:
-    findings_dir = run.path / "findings"
-    findings_dir.mkdir(exist_ok=True)
     ids = table.object_id
     for name, result in results.items():
         frame = result.findings.reset_index(drop=True)
         frame.insert(0, "object_id", ids[result.findings.index.to_numpy()])
-        frame.to_parquet(findings_dir / f"{name}.parquet", index=False)
+        run.write_findings(name, frame)
     if maps is not None:
         maps.insert(0, "object_id", ids)
-        maps.to_parquet(run.path / "map.parquet", index=False)
+        run.write_map(maps)
     summary = recommend(table, names, class_id, results)
     summary.update({"store": store_name, "n_objects": len(table), "timings_s": timings})
-    (run.path / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default), encoding="utf-8")
+    run.write_summary(summary)
     run.write_yaml(
         {
             "analysis": {
-                "config": config.model_dump(mode="json"),
+                "config": {**options.model_dump(mode="json"), "seed": seed, "store": store_name},
                 **{name: r.info for name, r in results.items()},
                 **({"maps": maps.attrs.get("info", {})} if maps is not None else {}),
                 "timings_s": timings,
@@ -276,11 +283,3 @@ def _write(
         }
     )
     return summary
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)

@@ -1,18 +1,27 @@
-"""``dinoscope check`` as a library call: read a dataset, run every check, optionally write the findings."""
+"""``dinoscope check DATASET``: read a dataset, run every check, optionally write the findings."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dinoscope.config import CheckConfig, build_config
+from pydantic import Field
+
+from dinoscope.config import build_config
 from dinoscope.io.checks import CheckReport, run_checks
 from dinoscope.io.dataset import read_dataset
+from dinoscope.options import DatasetOptions, OutputOptions
 
-__all__ = ["check", "check_from_config"]
+__all__ = ["CheckConfig", "check", "check_from_config"]
+
+
+class CheckConfig(DatasetOptions, OutputOptions):
+    """Settings of ``dinoscope check`` (``out``: folder for checks.parquet / .csv / .json)."""
+
+    strict: bool = Field(False, description="Exit with status 1 when any finding is an error.")
 
 
 def check(**kwargs: Any) -> CheckReport:
-    """Check a dataset; keyword arguments are the fields of :class:`~dinoscope.config.CheckConfig`.
+    """Check a dataset; keyword arguments are the fields of :class:`CheckConfig`.
 
     Example:
         >>> report = check(dataset="datasets/ppe", out="runs/ppe-check")  # doctest: +SKIP
