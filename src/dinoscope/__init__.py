@@ -1,11 +1,15 @@
 """dinoscope: see inside your image data with self-supervised features.
 
-The package imports nothing heavy: readers, tables and models load on first use.
+The product in six calls (the same configs as the CLI and ``--config`` files): ``run_pipeline`` (check ->
+embed -> analyse -> report a dataset), ``embed``, ``analyze`` (a run's vectors), ``build_report``,
+``create_backend`` and ``list_models``; plus the readers, the object table and the run directory. The package
+imports nothing heavy: everything loads on first use.
 
 Example:
     >>> import dinoscope
-    >>> table = dinoscope.read_dataset("datasets/ppe")  # doctest: +SKIP
-    >>> report = dinoscope.run_checks(table)  # doctest: +SKIP
+    >>> result = dinoscope.run_pipeline(dataset="datasets/ppe", out="runs/ppe")  # doctest: +SKIP
+    >>> dinoscope.Run.open("runs/ppe").read_summary()["classes"]["helmet"]["n_clusters"]  # doctest: +SKIP
+    3
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dinoscope.errors import (
 )
 
 if TYPE_CHECKING:
+    from dinoscope.embed.registry import create_backend, list_models
     from dinoscope.io import (
         read_class_folders,
         read_coco,
@@ -40,8 +45,14 @@ if TYPE_CHECKING:
         write_yolo,
     )
     from dinoscope.io.checks import CheckReport, run_checks
+    from dinoscope.report import build_report
+    from dinoscope.run import Run
     from dinoscope.table import ObjectTable
     from dinoscope.video import iter_frames, list_videos, probe_video
+    from dinoscope.workflows.analyze import analyze
+    from dinoscope.workflows.check import check
+    from dinoscope.workflows.pipeline import run_pipeline
+    from dinoscope.workflows.video import run_video
 
 __all__ = [
     "BackendError",
@@ -53,9 +64,16 @@ __all__ = [
     "MissingDependencyError",
     "ObjectTable",
     "OutputExistsError",
+    "Run",
     "VideoError",
     "__version__",
+    "analyze",
+    "build_report",
+    "check",
+    "create_backend",
+    "embed",
     "iter_frames",
+    "list_models",
     "list_videos",
     "probe_video",
     "read_class_folders",
@@ -68,11 +86,21 @@ __all__ = [
     "read_voc",
     "read_yolo",
     "run_checks",
+    "run_pipeline",
+    "run_video",
     "write_coco",
     "write_yolo",
 ]
 
 _LAZY = {
+    "run_pipeline": "dinoscope.workflows.pipeline",
+    "analyze": "dinoscope.workflows.analyze",
+    "check": "dinoscope.workflows.check",
+    "run_video": "dinoscope.workflows.video",
+    "build_report": "dinoscope.report",
+    "create_backend": "dinoscope.embed.registry",
+    "list_models": "dinoscope.embed.registry",
+    "Run": "dinoscope.run",
     "ObjectTable": "dinoscope.table",
     "CheckReport": "dinoscope.io.checks",
     "run_checks": "dinoscope.io.checks",
@@ -103,3 +131,26 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'dinoscope' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
+
+
+class _EmbedEntry:
+    """``dinoscope.embed(**settings)`` runs the embed workflow (:func:`dinoscope.workflows.embed.embed`), while
+    ``dinoscope.embed.<module>`` stays the embedding package: the name serves both."""
+
+    __doc__ = __doc__
+
+    def __call__(self, **kwargs: Any) -> Any:
+        from dinoscope.workflows.embed import embed as run
+
+        return run(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(importlib.import_module("dinoscope.embed"), name)
+
+    def __repr__(self) -> str:
+        return "<dinoscope.embed: the embed workflow and the embedding package>"
+
+
+# The subpackage is imported first (it is light), so that importing it later does not replace the entry.
+importlib.import_module("dinoscope.embed")
+embed = _EmbedEntry()

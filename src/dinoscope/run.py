@@ -181,7 +181,7 @@ class Run:
         """Names of the run's embedding stores, sorted."""
         if not self.embeddings_dir.is_dir():
             return []
-        return sorted(p.stem for p in self.embeddings_dir.glob("*.npy"))
+        return sorted(p.stem for p in self.embeddings_dir.glob("*.json") if p.with_suffix(".npy").is_file())
 
     def store_name(self, name: str | None = None) -> str:
         """``name`` checked to exist, or the run's only store when None.
