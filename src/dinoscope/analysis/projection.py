@@ -33,7 +33,7 @@ import numpy as np
 
 from dinoscope._deps import require
 from dinoscope.analysis.base import NeighborGraph
-from dinoscope.analysis.neighbors import exact_search
+from dinoscope.analysis.neighbors_exact import exact_search
 from dinoscope.errors import ConfigError
 
 __all__ = ["MapResult", "compute_class_maps", "compute_map"]
