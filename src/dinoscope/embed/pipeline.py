@@ -56,7 +56,7 @@ def embed(**kwargs: Any) -> EmbedResult:
 
 def embed_from_config(config: EmbedConfig) -> EmbedResult:
     """Run the embedding described by a validated config (see :func:`embed`)."""
-    from dinoscope.embed.cache import resolve_cache_root
+    from dinoscope.embed.cache_files import resolve_cache_root
 
     started = time.perf_counter()
     run = RunDir.create(config.out, resume=config.resume, overwrite=config.overwrite)

@@ -308,7 +308,7 @@ def run_video(**kwargs: Any) -> VideoRun:
 
 def run_video_from_config(config: VideoConfig) -> VideoRun:
     """Run ``dinoscope video`` as described by a validated config (see :func:`run_video`)."""
-    from dinoscope.embed.cache import resolve_cache_root
+    from dinoscope.embed.cache_files import resolve_cache_root
     from dinoscope.embed.pipeline import EmbeddingModel, embed_into_run
     from dinoscope.pipeline import resolve_model
 
