@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from dinoscope.analysis.clusters import default_min_group_size, estimate_eps, find_subgroups
+from dinoscope.analysis.clusters import default_min_group_size, find_subgroups
+from dinoscope.analysis.density import estimate_eps
 from tests.analysis.synthetic import exact_class_graphs, exact_graph, make_vectors, normalize
 
 pytest.importorskip("hdbscan")
@@ -260,7 +261,7 @@ def test_single_linkage_matches_hdbscan_label() -> None:
     from scipy import sparse
     from scipy.sparse import csgraph
 
-    from dinoscope.analysis.clusters import _single_linkage
+    from dinoscope.analysis.density import _single_linkage
 
     label = pytest.importorskip("hdbscan._hdbscan_linkage").label
     rng = np.random.default_rng(0)

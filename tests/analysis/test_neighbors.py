@@ -11,10 +11,10 @@ from dinoscope.analysis.base import NeighborGraph
 from dinoscope.analysis.neighbors import (
     build_class_graphs,
     build_neighbor_graph,
-    exact_search,
     load_graph,
     save_graph,
 )
+from dinoscope.analysis.neighbors_exact import exact_search
 from dinoscope.errors import ConfigError
 
 
@@ -62,10 +62,10 @@ def test_exact_equals_brute_force_with_duplicates(with_ties: np.ndarray) -> None
 
 
 def test_exact_search_blocks_match_one_block(with_ties: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
-    import dinoscope.analysis.neighbors as nb
+    import dinoscope.analysis.neighbors_exact as nb_exact
 
     whole = build_neighbor_graph(with_ties, k=6, method="exact")
-    monkeypatch.setattr(nb, "_BLOCK_ELEMS", 7 * 13)  # many tiny query chunks and base blocks
+    monkeypatch.setattr(nb_exact, "_BLOCK_ELEMS", 7 * 13)  # many tiny query chunks and base blocks
     blocked = build_neighbor_graph(with_ties, k=6, method="exact")
     np.testing.assert_allclose(blocked.sims, whole.sims, atol=1e-6)
     # BLAS sums differently per block shape, so exact duplicates (7 and 12) may swap by one ulp; others may not
@@ -185,6 +185,7 @@ def test_class_graphs_from_candidates_equal_exact_class_graphs(
     monkeypatch: pytest.MonkeyPatch, refill_pairs: int
 ) -> None:
     import dinoscope.analysis.neighbors as nb
+    import dinoscope.analysis.neighbors_class as nb_class
 
     rng = np.random.default_rng(3)
     # two overlapping classes (many rows are short of same-class candidates) and one far away
@@ -192,7 +193,7 @@ def test_class_graphs_from_candidates_equal_exact_class_graphs(
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     cls = np.repeat([0, 1, 2], [300, 300, 200])
     monkeypatch.setattr(nb, "EXACT_MAX", 50)  # every class takes the candidate path
-    monkeypatch.setattr(nb, "_REFILL_EXACT_PAIRS", refill_pairs)  # 0: short rows force a class index
+    monkeypatch.setattr(nb_class, "_REFILL_EXACT_PAIRS", refill_pairs)  # 0: short rows force a class index
     candidates = nb.build_neighbor_graph(x, k=10, method="exact")
     derived = nb.build_class_graphs(x, cls, k=5, candidates=candidates, method="exact")
     direct = nb.build_class_graphs(x, cls, k=5, method="exact")

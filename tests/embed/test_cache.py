@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dinoscope.embed.cache import EmbeddingCache, cache_info, cache_key, cache_keys, clear, resolve_cache_root
+from dinoscope.embed.cache import EmbeddingCache
+from dinoscope.embed.cache_files import cache_info, clear, resolve_cache_root
+from dinoscope.embed.cache_keys import cache_key, cache_keys
 
 MODEL_KEY, CROP_KEY = "0123456789abcdef", "fedcba9876543210"
 SPEC = {"model": {"name": "dinov2-small"}, "crop": {"policy": "pad"}}

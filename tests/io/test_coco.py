@@ -12,7 +12,8 @@ import pytest
 
 from dinoscope.errors import DatasetFormatError, OutputExistsError
 from dinoscope.io._build import TableBuilder
-from dinoscope.io.coco import read_coco, split_from_name, write_coco
+from dinoscope.io.coco import read_coco, split_from_name
+from dinoscope.io.coco_writer import write_coco
 from tests.helpers import write_image
 
 mask_api = pytest.importorskip("pycocotools.mask")

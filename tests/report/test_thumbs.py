@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from dinoscope.report import build_report
-from dinoscope.report.thumbs import CELL, GRID, ImageJobs, make_images, sheet_name
+from dinoscope.report.thumb_sheets import CELL, GRID, sheet_name
+from dinoscope.report.thumbs import ImageJobs, make_images
 from tests.report.conftest import NAMES, Planted
 
 

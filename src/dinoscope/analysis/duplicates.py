@@ -201,7 +201,7 @@ def _verify_scales(
     its k-th neighbour then looks far, and the one or two true neighbours it did find look like copies. The
     candidates' scales are re-measured by exact search (cost: candidates × N × D, bounded by VERIFY_MAX).
     """
-    from dinoscope.analysis.neighbors import exact_search
+    from dinoscope.analysis.neighbors_exact import exact_search
 
     order = np.argsort(-sims[near], kind="stable")  # the closest pairs first when there are too many
     ends = np.stack([src[near][order], dst[near][order]], axis=1).ravel()

@@ -16,24 +16,22 @@ along the run's graph in waves (O(N k)). Rows the graph cannot reach, or all row
 placed from their 10 nearest sample rows (FAISS HNSW on the sample). UMAP's ``transform`` is not used: after
 ~50 s of compilation it places ~2,500 rows/s here, 7 minutes for 1 M rows.
 Very small inputs get fixed layouts (N = 0, 1, 2) or PCA (N <= n_neighbors + 1); ``info["method"]`` always
-says what was done.
+says what was done. This module decides what is fitted and places the rest; the fits themselves are in
+:mod:`~dinoscope.analysis.projection_methods`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from dinoscope._deps import require
 from dinoscope.analysis.base import NeighborGraph
-from dinoscope.analysis.neighbors import exact_search
+from dinoscope.analysis.neighbors_exact import exact_search
+from dinoscope.analysis.projection_methods import _CHUNK, fit_neighbor_embedding, pca_coords
 from dinoscope.errors import ConfigError
 
 __all__ = ["MapResult", "compute_class_maps", "compute_map"]
@@ -41,16 +39,8 @@ __all__ = ["MapResult", "compute_class_maps", "compute_map"]
 logger = logging.getLogger(__name__)
 
 METHODS = ("umap", "pacmap", "pca")
-_CHUNK = 65_536
 _SMALL_FIT = 2_000  # UMAP fits of up to this many rows get 500 epochs, larger ones 200
 _N_NEAREST = 10  # sample rows averaged when a row is placed by search instead of the graph
-_QUIET = (  # expected chatter of umap / pynndescent / numba / pacmap, silenced inside the fit only
-    r"n_jobs value .* overridden",
-    r".*[Gg]raph is not fully connected.*",
-    r".*precomputed_knn.*",
-    r".*disconnected.*",
-    r".*spectral.*",
-)
 
 
 @dataclass(frozen=True)
@@ -125,7 +115,7 @@ def compute_map(
         coords = np.array([[0.0, 0.0]] if n == 1 else [[-1.0, 0.0], [1.0, 0.0]][:n], dtype=np.float32)
         info["method"] = "fixed"
     elif method == "pca" or n <= n_neighbors + 1:
-        coords = _pca_coords(vectors)
+        coords = pca_coords(vectors)
         info["method"] = "pca"
     else:
         if method == "pacmap":  # PaCMAP needs n > 3.5 n_neighbors (neighbours + mid-near + far pairs)
@@ -204,11 +194,11 @@ def _fit_and_place(
         else:
             info["graph_used"] = False
             knn, sims = _own_knn(x, m, seed)
-        return _fit(x, method, seed, n_neighbors, min_dist, n_epochs, knn, sims)
+        return fit_neighbor_embedding(x, method, seed, n_neighbors, min_dist, n_epochs, knn, sims)
     sample = np.sort(np.random.default_rng(seed).choice(n, size=max_fit, replace=False))
     info.update(n_fit=max_fit, graph_used=local is not None)
     x = np.asarray(vectors[sample], dtype=np.float32)
-    fitted = _fit(x, method, seed, n_neighbors, min_dist, n_epochs, *_own_knn(x, m, seed))
+    fitted = fit_neighbor_embedding(x, method, seed, n_neighbors, min_dist, n_epochs, *_own_knn(x, m, seed))
     coords = np.full((n, 2), np.nan, dtype=np.float32)
     coords[sample] = fitted
     if local is not None:
@@ -229,44 +219,6 @@ def _own_knn(x: np.ndarray, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
     graph = build_neighbor_graph(x, k=m, seed=seed)
     return graph.indices, graph.sims
-
-
-def _fit(
-    x: np.ndarray,
-    method: str,
-    seed: int,
-    n_neighbors: int,
-    min_dist: float,
-    n_epochs: int | None,
-    knn: np.ndarray,
-    sims: np.ndarray,
-) -> np.ndarray:
-    """Fit UMAP or PaCMAP on (n, D) float32 rows given their (n, >= n_neighbors) neighbours and sims."""
-    n = len(x)
-    if method == "umap":
-        with _quiet():
-            umap = require("umap", "umap", "UMAP maps", "method='pca'")
-        m = n_neighbors - 1
-        idx = np.concatenate([np.arange(n)[:, None], knn[:, :m]], axis=1).astype(np.int32)
-        dist = np.concatenate([np.zeros((n, 1)), np.clip(1.0 - sims[:, :m], 0.0, 2.0)], axis=1).astype(np.float32)
-        model = umap.UMAP(
-            n_neighbors=n_neighbors,
-            min_dist=min_dist,
-            metric="cosine",
-            random_state=seed,
-            n_epochs=n_epochs,
-            precomputed_knn=(idx, dist, None),
-        )
-        with _quiet():
-            return model.fit_transform(x)
-    with _quiet():
-        pacmap = require("pacmap", "umap", "PaCMAP maps", "method='pca'")
-    pairs = np.stack([np.repeat(np.arange(n), n_neighbors), knn[:, :n_neighbors].ravel()], axis=1).astype(np.int32)
-    with _quiet():  # with our pairs PaCMAP never runs its FAISS search (which would set FAISS to 1 thread)
-        model = pacmap.PaCMAP(
-            n_components=2, n_neighbors=n_neighbors, distance="angular", random_state=int(seed), pair_neighbors=pairs
-        )
-        return model.fit_transform(x, init="pca")
 
 
 def _local_neighbors(graph: NeighborGraph) -> np.ndarray | None:
@@ -329,67 +281,3 @@ def _place_from_sample(vectors: np.ndarray, sample: np.ndarray, fitted: np.ndarr
         w = np.where(idx >= 0, np.clip(sims, 1e-6, None), 0.0)
         out[c0 : c0 + len(q)] = (w[..., None] * fitted[np.maximum(idx, 0)]).sum(1) / w.sum(1, keepdims=True)
     return out
-
-
-# ------------------------------------------------------------------------------------------------------ PCA
-
-
-def _pca_coords(vectors: np.ndarray) -> np.ndarray:
-    """First two principal components, exact: an SVD of the centred rows when there are fewer rows than
-    dimensions, else the top two eigenvectors of the covariance accumulated in chunks, by Lanczos iteration
-    (a full ``eigh`` of a 1280 x 1280 covariance took ~2 s here, for every small class map).
-
-    Signs are fixed (largest loading positive) so the map does not flip between runs.
-    """
-    from scipy.sparse.linalg import eigsh
-
-    n, d = vectors.shape
-    if n <= min(d, _CHUNK):
-        x = np.asarray(vectors, dtype=np.float64)
-        mean = x.mean(axis=0)
-        _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-        comps = np.zeros((d, 2))
-        comps[:, : min(2, len(vt))] = vt[:2].T
-    else:
-        total = np.zeros(d)
-        gram = np.zeros((d, d))
-        for c0 in range(0, n, _CHUNK):
-            x32 = np.asarray(vectors[c0 : c0 + _CHUNK], dtype=np.float32)
-            total += x32.sum(axis=0, dtype=np.float64)
-            gram += (x32.T @ x32).astype(np.float64)
-        mean = total / n
-        cov = (gram - n * np.outer(mean, mean)) / max(n - 1, 1)
-        vals, vecs = eigsh(cov, k=2, which="LA", v0=np.ones(d))  # Lanczos: the top two only, seeded
-        comps = vecs[:, np.argsort(vals)[::-1]]
-    comps = comps * np.where(comps[np.abs(comps).argmax(axis=0), [0, 1]] < 0, -1.0, 1.0)
-    comps = comps.astype(np.float32)
-    out = np.empty((n, 2), dtype=np.float32)
-    for c0 in range(0, n, _CHUNK):
-        x32 = np.asarray(vectors[c0 : c0 + _CHUNK], dtype=np.float32)
-        out[c0 : c0 + len(x32)] = (x32 - mean.astype(np.float32)) @ comps
-    return out
-
-
-# -------------------------------------------------------------------------------------------------- helpers
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence the expected warnings of umap / pynndescent / numba and pacmap's log inside one call only."""
-    with warnings.catch_warnings():
-        for message in _QUIET:
-            warnings.filterwarnings("ignore", message=message)
-        for module in (r"umap(\..*)?", r"pynndescent(\..*)?", r"numba(\..*)?", r"pacmap(\..*)?"):
-            warnings.filterwarnings("ignore", category=UserWarning, module=module)
-            warnings.filterwarnings("ignore", category=ImportWarning, module=module)
-        with contextlib.suppress(ImportError):
-            from numba.core.errors import NumbaWarning
-
-            warnings.filterwarnings("ignore", category=NumbaWarning)
-        chatty = logging.getLogger("pacmap")  # logs "random state is set" on every seeded fit
-        level = chatty.level
-        chatty.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            chatty.setLevel(level)

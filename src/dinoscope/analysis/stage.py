@@ -210,7 +210,7 @@ def _renormalise(vectors: np.ndarray, chunk: int = 65536) -> None:
 
 
 def _content_keys(table: ObjectTable) -> np.ndarray:
-    from dinoscope.embed.cache import cache_keys
+    from dinoscope.embed.cache_keys import cache_keys
 
     keys = cache_keys(table.data)
     return np.where(table.data["content_hash"].fillna("").to_numpy() == "", "", keys)

@@ -58,7 +58,7 @@ def models(
 @cache_app.command("info")
 def cache_info(root: Annotated[Path | None, typer.Option(help="Cache folder.")] = None) -> None:
     """Show each cached model's entries and size."""
-    from dinoscope.embed.cache import cache_info as info
+    from dinoscope.embed.cache_files import cache_info as info
 
     with handle_errors():
         rows = info(root)
@@ -77,7 +77,8 @@ def cache_prune(
     older_than_days: Annotated[float | None, typer.Option(help="Drop entries unused for this long.")] = None,
 ) -> None:
     """Remove least recently used entries."""
-    from dinoscope.embed.cache import EmbeddingCache, cache_info
+    from dinoscope.embed.cache import EmbeddingCache
+    from dinoscope.embed.cache_files import cache_info
 
     with handle_errors():
         removed = 0

@@ -1,35 +1,32 @@
 """Global content cache of embeddings, so that a re-run computes only crops it has never seen.
 
 One SQLite database per (model spec, crop spec), ``<root>/embeddings/<model_key>-<crop_key>.sqlite``, one row
-per crop keyed by :func:`cache_key` (source content, frame, box; not the path or class, so renamed files and
-relabelled boxes still hit). WAL mode and a busy timeout let several processes share it. A corrupt file is
-renamed aside with a warning and the run goes on without the cache: a cache problem never stops a run.
+per crop keyed by :func:`~dinoscope.embed.cache_keys.cache_key` (source content, frame, box; not the path or
+class, so renamed files and relabelled boxes still hit). WAL mode and a busy timeout let several processes
+share it. A corrupt file is renamed aside with a warning and the run goes on without the cache: a cache
+problem never stops a run. The cache root, listing and clearing of the databases:
+:mod:`~dinoscope.embed.cache_files`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
-import os
 import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
 from dinoscope._version import __version__
+from dinoscope.embed.cache_files import CacheInfo, _disk_bytes, _spec_name, resolve_cache_root
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-__all__ = ["CacheInfo", "EmbeddingCache", "cache_info", "cache_key", "cache_keys", "clear", "resolve_cache_root"]
+__all__ = ["EmbeddingCache"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,7 +34,6 @@ T = TypeVar("T")
 _CHUNK = 900  # host parameters per IN (...) query, below SQLite's historical limit of 999
 _WRITE_CHUNK = 4096  # rows per write transaction, so that other processes interleave
 _KEY_RE = re.compile(r"^[0-9a-f]{8,64}$")
-_FILE_RE = re.compile(r"^([0-9a-f]{8,64})-([0-9a-f]{8,64})\.sqlite(-wal|-shm)?(\.corrupt-[0-9T]+)?$")
 # 8 KiB pages suit ~1.5 KB float16 rows (inserts ~30% faster than with 4 KiB); the WAL is cut back to 64 MiB.
 _SCHEMA = """PRAGMA page_size=8192; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
 PRAGMA journal_size_limit=67108864; CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value);
@@ -53,71 +49,16 @@ _UPSERT = (
 )
 
 
-def resolve_cache_root(root: str | Path | None = None) -> Path:
-    """The cache root: ``root``, ``$DINOSCOPE_CACHE``, ``$XDG_CACHE_HOME/dinoscope`` or ``~/.cache/dinoscope``."""
-    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dinoscope"
-    return Path(root if root is not None else os.environ.get("DINOSCOPE_CACHE") or default).expanduser()
-
-
-def cache_key(content_hash: str, frame: int, x1: float, y1: float, x2: float, y2: float) -> str:
-    """The identity of a crop: source content, frame and box rounded to 0.01 px (not path, not class).
-
-    Example:
-        >>> cache_key("ab12", -1, 0, 0, 10.004, 20) == cache_key("ab12", -1, 0, 0, 10.0, 20)
-        True
-    """
-    return str(_digests([content_hash], [frame], np.array([[x1, y1, x2, y2]], dtype=np.float64))[0])
-
-
-def cache_keys(data: pd.DataFrame) -> np.ndarray:
-    """(N,) cache keys of an object table's rows (columns ``content_hash frame x1 y1 x2 y2``).
-
-    Args:
-        data: ``ObjectTable.data`` or any frame with those columns (an ``ObjectTable`` is accepted too).
-
-    Example:
-        >>> keys = cache_keys(table.data)  # doctest: +SKIP
-    """
-    data = data if hasattr(data, "columns") else data.data  # an ObjectTable
-    return _digests(
-        data["content_hash"].fillna(""), data["frame"], data[["x1", "y1", "x2", "y2"]].to_numpy(dtype=np.float64)
-    )
-
-
-def _digests(hashes: Sequence[str], frames: Sequence[int], xyxy: np.ndarray) -> np.ndarray:
-    """(N,) hex keys, "" for an unknown (empty) content hash; boxes become integer hundredths of a pixel."""
-    boxes = np.rint(xyxy * 100.0).astype(np.int64).tolist()
-    frames = np.asarray(frames, dtype=np.int64).tolist()
-    text = [f"{h}|{f}|{b[0]},{b[1]},{b[2]},{b[3]}" if h else "" for h, f, b in zip(hashes, frames, boxes, strict=True)]
-    return np.array([hashlib.blake2b(t.encode(), digest_size=16).hexdigest() if t else "" for t in text], dtype=object)
-
-
-@dataclass(frozen=True)
-class CacheInfo:
-    """One cache database: spec name, entries and bytes on disk, and this session's hits and misses.
-
-    ``entries`` is -1 and ``error`` says why when the file cannot be read; hits/misses are 0 in :func:`cache_info`."""
-
-    path: Path
-    name: str
-    model_key: str
-    crop_key: str
-    entries: int
-    bytes: int
-    hits: int = 0
-    misses: int = 0
-    error: str | None = None
-
-
 class EmbeddingCache:
     """Vectors by crop identity for one (model spec, crop spec), shared by every run on this machine.
 
     Args:
-        root: Cache root (see :func:`resolve_cache_root`).
+        root: Cache root (see :func:`~dinoscope.embed.cache_files.resolve_cache_root`).
         model_key: :meth:`ModelSpec.key` (hex).
         crop_key: :meth:`CropSpec.key` (hex).
         spec: JSON-ready description recorded in the database (``{"model": ..., "crop": ...}``; a ``name``
-            in ``spec["model"]`` or ``spec`` names the database in :func:`cache_info`).
+            in ``spec["model"]`` or ``spec`` names the database in
+            :func:`~dinoscope.embed.cache_files.cache_info`).
         dtype: Storage of new vectors; ``float16`` halves the disk for ~1e-3 error on unit vectors.
         timeout_s: How long to wait for another process's write lock.
 
@@ -170,7 +111,7 @@ class EmbeddingCache:
         self._dim = int(row[0]) if row else None
 
     def get_many(self, keys: Sequence[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Look crops up by their (k,) ``keys`` (:func:`cache_keys`).
+        """Look crops up by their (k,) ``keys`` (:func:`~dinoscope.embed.cache_keys.cache_keys`).
 
         Returns:
             ``found`` (k,) bool and ``vectors`` (n_found, D) float32, in the order of the found keys.
@@ -337,50 +278,6 @@ class EmbeddingCache:
         logger.warning(msg, self.path, exc, stamp)
 
 
-def cache_info(root: str | Path | None = None) -> list[CacheInfo]:
-    """Every cache database under ``root`` with its spec name, entries and size on disk.
-
-    Example:
-        >>> for info in cache_info():  # doctest: +SKIP
-        ...     print(info.name, info.entries, info.bytes)
-    """
-    out = []
-    for path in (p for p in _cache_files(resolve_cache_root(root)) if p.suffix == ".sqlite"):  # not companions
-        name, entries, error = "", -1, None
-        try:
-            with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5.0)) as conn:
-                spec = json.loads(dict(conn.execute("SELECT name, value FROM meta").fetchall()).get("spec", "{}"))
-                name = _spec_name(spec)
-                entries = int(conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
-        except (sqlite3.Error, ValueError, AttributeError) as exc:
-            error = str(exc)
-        model_key, crop_key = path.stem.split("-")
-        out.append(CacheInfo(path, name, model_key, crop_key, entries, _disk_bytes(path), error=error))
-    return out
-
-
-def clear(root: str | Path | None = None, model_key: str | None = None) -> int:
-    """Delete dinoscope's cache databases (all, or one model's) and their companions; nothing else.
-
-    Returns the number of files removed.
-
-    Example:
-        >>> clear(model_key=mspec.key())  # doctest: +SKIP
-    """
-    removed = 0
-    for path in _cache_files(resolve_cache_root(root)):
-        m = _FILE_RE.match(path.name)
-        if m is not None and (model_key is None or m.group(1) == model_key):
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
-def _cache_files(root: Path) -> list[Path]:
-    files = (root / "embeddings").iterdir() if (root / "embeddings").is_dir() else []
-    return sorted(p for p in files if p.is_file() and not p.is_symlink() and _FILE_RE.match(p.name))
-
-
 def _decode(blobs: list[bytes], dim: int) -> np.ndarray:
     """Vector blobs (float16 or float32 bytes, told apart by length) -> (n, dim) float32."""
     if not blobs:
@@ -389,11 +286,3 @@ def _decode(blobs: list[bytes], dim: int) -> np.ndarray:
         dtype = np.float16 if len(blobs[0]) == 2 * dim else np.float32
         return np.frombuffer(b"".join(blobs), dtype=dtype).reshape(len(blobs), dim).astype(np.float32)
     return np.stack([np.frombuffer(b, dtype=np.float16 if len(b) == 2 * dim else np.float32) for b in blobs])
-
-
-def _spec_name(spec: dict[str, Any]) -> str:
-    return str((spec.get("model") if isinstance(spec.get("model"), dict) else spec).get("name", ""))
-
-
-def _disk_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.is_file())

@@ -94,7 +94,7 @@ def embed_table(
     stats.n_resumed = len(table) - len(todo) - len(store.failed)
     keys = None
     if cache is not None and len(todo):
-        from dinoscope.embed.cache import cache_keys
+        from dinoscope.embed.cache_keys import cache_keys
 
         keys = cache_keys(table.data)
         found, vectors = cache.get_many(list(keys[todo]))

@@ -63,6 +63,7 @@ class ModelEntry:
 
 _REGISTRY: dict[str, ModelEntry] = {}
 _HF = "dinoscope.embed.backends.hf"
+_HF_TOWERS = "dinoscope.embed.backends.hf_towers"
 
 
 def register_model(name: str, factory: str, weights: str, description: str, **options: Any) -> ModelEntry:
@@ -184,21 +185,21 @@ def _register_builtin() -> None:
         )
     register_model(
         "siglip-base",
-        f"{_HF}:create_clip_vision",
+        f"{_HF_TOWERS}:create_clip_vision",
         "google/siglip-base-patch16-224",
         "SigLIP ViT-B/16 vision tower (224)",
     )
     register_model(
         "siglip2-base",
-        f"{_HF}:create_clip_vision",
+        f"{_HF_TOWERS}:create_clip_vision",
         "google/siglip2-base-patch16-224",
         "SigLIP 2 ViT-B/16 vision tower (224)",
     )
     register_model(
-        "clip-vit-b32", f"{_HF}:create_clip_vision", "openai/clip-vit-base-patch32", "CLIP ViT-B/32 vision tower"
+        "clip-vit-b32", f"{_HF_TOWERS}:create_clip_vision", "openai/clip-vit-base-patch32", "CLIP ViT-B/32 vision tower"
     )
     register_model(
-        "clip-vit-b16", f"{_HF}:create_clip_vision", "openai/clip-vit-base-patch16", "CLIP ViT-B/16 vision tower"
+        "clip-vit-b16", f"{_HF_TOWERS}:create_clip_vision", "openai/clip-vit-base-patch16", "CLIP ViT-B/16 vision tower"
     )
     register_model(
         "efficientnet-lite0",

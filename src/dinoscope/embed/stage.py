@@ -144,7 +144,7 @@ def embedding_model(model: ModelOptions, runtime: RuntimeOptions, cache: CacheOp
 
 def cache_root_of(cache: CacheOptions) -> Path | None:
     """The content cache folder, None with ``no_cache``."""
-    from dinoscope.embed.cache import resolve_cache_root
+    from dinoscope.embed.cache_files import resolve_cache_root
 
     return None if cache.no_cache else resolve_cache_root(cache.cache_dir)
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dinoscope.io.checks import CheckReport, run_checks
-    from dinoscope.io.coco import read_coco, write_coco
+    from dinoscope.io.coco import read_coco
+    from dinoscope.io.coco_writer import write_coco
     from dinoscope.io.dataset import FORMATS, detect_format, read_dataset
     from dinoscope.io.folders import read_class_folders, read_image_folder
     from dinoscope.io.images import IMAGE_EXTENSIONS, list_images, probe_image, read_image
@@ -25,7 +26,7 @@ _WHERE = {
     "CheckReport": "checks",
     "run_checks": "checks",
     "read_coco": "coco",
-    "write_coco": "coco",
+    "write_coco": "coco_writer",
     "FORMATS": "dataset",
     "detect_format": "dataset",
     "read_dataset": "dataset",

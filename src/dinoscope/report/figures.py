@@ -22,7 +22,7 @@ from dinoscope.errors import MissingDependencyError
 from dinoscope.report.data import RunData
 from dinoscope.report.exports import slug
 from dinoscope.report.select import ReportPlan
-from dinoscope.report.thumbs import MONTAGE_PX
+from dinoscope.report.thumb_render import MONTAGE_PX
 from dinoscope.report.view import SPLIT_COLORS, UNCLUSTERED_COLOR, class_colors
 
 __all__ = ["figures_available", "font_families", "write_figures"]

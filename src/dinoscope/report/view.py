@@ -15,7 +15,8 @@ import numpy as np
 
 from dinoscope.report.data import RunData
 from dinoscope.report.select import ReportPlan
-from dinoscope.report.thumbs import CELL, GRID, ThumbResult, sheet_name
+from dinoscope.report.thumb_sheets import CELL, GRID, sheet_name
+from dinoscope.report.thumbs import ThumbResult
 
 __all__ = [
     "RATE_BAD",
