@@ -101,7 +101,7 @@ def test_two_same_class_objects_in_one_frame_are_both_kept(tmp_path: Path) -> No
     write_blocks_video(tmp_path / "clips/blocks.mp4", n_frames=6)
     detector = write_yolov8_onnx(tmp_path / "v8.onnx")
     result = _invoke(
-        "video", tmp_path / "clips", "-d", detector, "-c", "block", "--per-class", 0, "--no-dedup", "--model",
+        "video", tmp_path / "clips", "-d", detector, "--classes", "block", "--per-class", 0, "--no-dedup", "--model",
         "tiny-cnn", "--no-analyze", "--cache-dir", tmp_path / "cache", "--out", tmp_path / "run",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -216,7 +216,7 @@ def test_detector_over_a_folder_of_images(bottle_video: Path, tmp_path: Path) ->
     shutil.copy(tmp_path / "shot0.png", tmp_path / "copy.png")
     (tmp_path / "broken.png").write_bytes(b"not an image")
     result = _invoke(
-        "video", tmp_path, "-d", YOLOX, "-c", "bottle", "--model", "tiny-cnn", "--no-analyze",
+        "video", tmp_path, "-d", YOLOX, "--classes", "bottle", "--model", "tiny-cnn", "--no-analyze",
         "--cache-dir", tmp_path / "cache", "--out", tmp_path / "run",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
