@@ -34,6 +34,7 @@ __all__ = [
     "FrameOptions",
     "ModelOptions",
     "OutputOptions",
+    "PoolingOptions",
     "ReportStepOptions",
     "ResumeOptions",
     "RunOptions",
@@ -42,6 +43,7 @@ __all__ = [
     "SeedOptions",
     "SelectOptions",
     "SourceOptions",
+    "StrideOptions",
     "WorkersOptions",
     "comma_separated",
 ]
@@ -125,12 +127,17 @@ class SelectOptions(ClassesOptions):
         return comma_separated(value)
 
 
-class FrameOptions(StrictModel):
-    """Which frames of a video to take."""
+class StrideOptions(StrictModel):
+    """Every N-th frame."""
 
     stride: int | None = Field(
         None, ge=1, description="Videos: every N-th frame (default: every frame, or one a second in whole-image mode)."
     )
+
+
+class FrameOptions(StrideOptions):
+    """Which frames of a video to take."""
+
     max_frames: int | None = Field(None, ge=1, description="Videos: at most N frames each.")
 
 
@@ -149,14 +156,19 @@ class ModelOptions(StrictModel):
         "weights are on this machine, else the offline EfficientNet-Lite0.",
         json_schema_extra=_short("-m"),
     )
-    pooling: Literal["cls", "mean", "cls+mean", "all-mean", "avg"] | None = Field(
-        None, description="Pooled vector: cls, mean, cls+mean, all-mean or avg (default: the model's)."
-    )
     input_size: int | None = Field(
         None, ge=1, description="Model input side in pixels, a multiple of the patch size (default: the model's)."
     )
     weights: Path | None = Field(None, description="Local weights file for timm:<name> models.")
     allow_download: bool = Field(False, description="Allow downloading weights from the hub.")
+
+
+class PoolingOptions(StrictModel):
+    """Which vector of the model's tokens or feature map."""
+
+    pooling: Literal["cls", "mean", "cls+mean", "all-mean", "avg"] | None = Field(
+        None, description="Pooled vector: cls, mean, cls+mean, all-mean or avg (default: the model's)."
+    )
 
 
 class CropOptions(StrictModel):

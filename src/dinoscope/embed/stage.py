@@ -21,7 +21,7 @@ from dinoscope.table import ObjectTable
 
 if TYPE_CHECKING:
     from dinoscope.embed.loader import MemoryCrops
-    from dinoscope.options import CacheOptions, CropOptions, ModelOptions, RuntimeOptions
+    from dinoscope.options import CacheOptions, CropOptions, ModelOptions, PoolingOptions, RuntimeOptions
 
 __all__ = ["EmbedResult", "EmbeddingModel", "cache_root_of", "crop_spec", "embed_into_run", "embedding_model"]
 
@@ -122,7 +122,9 @@ class EmbeddingModel:
         return self.backend
 
 
-def embedding_model(model: ModelOptions, runtime: RuntimeOptions, cache: CacheOptions) -> tuple[EmbeddingModel, str]:
+def embedding_model(
+    model: ModelOptions, pooling: PoolingOptions, runtime: RuntimeOptions, cache: CacheOptions
+) -> tuple[EmbeddingModel, str]:
     """The run's :class:`EmbeddingModel` from the option groups, and the note on what ``auto`` chose ("" if
     nothing was chosen)."""
     from dinoscope.embed.registry import resolve_model
@@ -130,7 +132,7 @@ def embedding_model(model: ModelOptions, runtime: RuntimeOptions, cache: CacheOp
     name, note = resolve_model(model.model)
     built = EmbeddingModel(
         name,
-        pooling=model.pooling,
+        pooling=pooling.pooling,
         input_size=model.input_size,
         device=runtime.device,
         precision=runtime.precision,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         DatasetOptions,
         FrameOptions,
         ModelOptions,
+        PoolingOptions,
         RuntimeOptions,
         SamplingOptions,
         SelectOptions,
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
     class ObjectsConfig(DatasetOptions, SelectOptions, FrameOptions, SamplingOptions): ...
 
-    class EmbeddingConfig(ModelOptions, CropOptions, RuntimeOptions, WorkersOptions, CacheOptions): ...
+    class EmbeddingConfig(ModelOptions, PoolingOptions, CropOptions, RuntimeOptions, WorkersOptions, CacheOptions): ...
 
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def embedding_into_run(
     from dinoscope.embed.stage import cache_root_of, crop_spec, embed_into_run, embedding_model
 
     if model is None:
-        model, note = embedding_model(config, config, config)
+        model, note = embedding_model(config, config, config, config)
         if note:
             logger.info("embedding model: %s", note)
     return embed_into_run(

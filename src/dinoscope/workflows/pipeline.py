@@ -26,6 +26,7 @@ from dinoscope.options import (
     FrameOptions,
     ModelOptions,
     OutputOptions,
+    PoolingOptions,
     ReportStepOptions,
     ResumeOptions,
     RuntimeOptions,
@@ -57,6 +58,7 @@ class PipelineConfig(
     FrameOptions,
     SamplingOptions,
     ModelOptions,
+    PoolingOptions,
     CropOptions,
     AnalysisOptions,
     SeedOptions,
@@ -117,7 +119,7 @@ def run_pipeline_from_config(config: PipelineConfig) -> PipelineResult:
 
     timings: dict[str, float] = {}
     clock = _Clock(timings)
-    model, note = embedding_model(config, config, config)
+    model, note = embedding_model(config, config, config, config)
     run = Run.create(config.out or default_out(config.dataset), resume=config.resume, overwrite=config.overwrite)
     record(run, "analyze", config)
     with clock("read_check"):

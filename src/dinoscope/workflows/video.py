@@ -26,6 +26,7 @@ from dinoscope.options import (
     CropOptions,
     ModelOptions,
     OutputOptions,
+    PoolingOptions,
     ReportStepOptions,
     ResumeOptions,
     RuntimeOptions,
@@ -52,6 +53,7 @@ class AnalyzeStepOptions(StrictModel):
 class VideoConfig(
     DetectConfig,
     ModelOptions,
+    PoolingOptions,
     CropOptions,
     RuntimeOptions,
     WorkersOptions,
@@ -103,7 +105,7 @@ def run_video_from_config(config: VideoConfig) -> VideoRun:
     """Run ``dinoscope video`` as described by a validated config (see :func:`run_video`)."""
     from dinoscope.embed.stage import crop_spec, embedding_model
 
-    model, note = embedding_model(config, config, config)
+    model, note = embedding_model(config, config, config, config)
     if note:
         logger.info("embedding model: %s", note)
     run = Run.create(config.out or default_out(config.source), resume=config.resume, overwrite=config.overwrite)
