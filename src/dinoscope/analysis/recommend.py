@@ -1,12 +1,14 @@
 """Headline numbers per class and recommendations in plain words, from the analyses' findings.
 
-The wording rules (and the few thresholds that decide when a sentence is worth saying) live here, in one
-place, so the CLI summary, ``summary.json`` and the report say the same thing.
+The numbers come from the registry (:mod:`~dinoscope.analysis.registry`: each analysis gives its per-class and
+dataset-wide numbers). The wording rules of the shipped analyses (and the few thresholds that decide when a
+sentence is worth saying) live here, in one place, because they weigh several analyses at once (a class too
+small to judge, confusion read from the overlap matrix); an analysis added later brings its own sentences
+(``Analysis.advice``), said after these. So the CLI summary, ``summary.json`` and the report say the same thing.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,7 @@ import pandas as pd
 
 from dinoscope.analysis.base import AnalysisResult
 from dinoscope.analysis.overlap import share_matrix
+from dinoscope.analysis.registry import registered_analyses
 from dinoscope.table import ObjectTable
 
 __all__ = ["MIN_OBJECTS", "recommend"]
@@ -37,8 +40,8 @@ def recommend(
         table: The analysed objects (rows aligned with ``class_id`` and the findings' index).
         names: Class names (index = class id).
         class_id: (N,) class id per row (unlabelled data: all 0).
-        results: Findings by analysis name (``clusters``, ``outliers``, ``duplicates``, ``label_errors``,
-            ``overlap``, ``leakage``); missing analyses are skipped.
+        results: Findings by analysis name; every registered analysis among them adds its per-class and
+            dataset-wide numbers (:mod:`~dinoscope.analysis.registry`), the others are left out.
 
     Returns:
         ``{"n_classes", "classes": {name: {...numbers, "recommendations": [...]}}, "dataset": {...}}``.
@@ -48,59 +51,22 @@ def recommend(
     classes = {}
     for c, name in enumerate(names):
         rows = np.flatnonzero(class_id == c)
-        numbers = _class_numbers(rows, frames, names, results)
-        numbers["recommendations"] = _sentences(numbers, confusion.get(name, []))
+        numbers = _class_numbers(rows, frames, names)
+        numbers["recommendations"] = _sentences(numbers, confusion.get(name, []), set(results))
         classes[name] = numbers
     return {"n_classes": len(names), "classes": classes, "dataset": _dataset(frames, results)}
 
 
-def _col(frames: dict[str, pd.DataFrame], analysis: str, column: str, rows: np.ndarray) -> pd.Series | None:
-    frame = frames.get(analysis)
-    if frame is None or column not in frame.columns:
-        return None
-    return frame[column].iloc[rows]
-
-
-def _class_numbers(
-    rows: np.ndarray, frames: dict[str, pd.DataFrame], names: list[str], results: dict[str, AnalysisResult]
-) -> dict[str, Any]:
-    n = len(rows)
-    out: dict[str, Any] = {"n": n}
-    cluster = _col(frames, "clusters", "cluster", rows)
-    if cluster is not None:
-        sizes = cluster[cluster >= 0].value_counts().sort_values(ascending=False)
-        out.update(
-            n_clusters=len(sizes),
-            cluster_sizes=[int(v) for v in sizes],
-            unclustered_share=float((cluster < 0).mean()) if n else 0.0,
-        )
-    flag = _col(frames, "outliers", "is_outlier", rows)
-    if flag is not None:
-        out.update(
-            n_outliers=int(flag.fillna(False).sum()), outlier_rate=float(flag.fillna(False).mean()) if n else 0.0
-        )
-    near = _col(frames, "duplicates", "is_near_duplicate", rows)
-    exact = _col(frames, "duplicates", "is_exact_duplicate", rows)
-    if near is not None:
-        dup = near.fillna(False).astype(bool) | (exact.fillna(False).astype(bool) if exact is not None else False)
-        out.update(n_near_duplicates=int(dup.sum()), duplicate_share=float(dup.mean()) if n else 0.0)
-    errors = _col(frames, "label_errors", "is_label_error", rows)
-    if errors is not None:
-        mask = errors.fillna(False).astype(bool).to_numpy()
-        suggested = _col(frames, "label_errors", "suggested_class", rows)
-        dest = Counter(names[int(s)] for s in suggested.to_numpy()[mask]) if suggested is not None else Counter()
-        out.update(n_label_errors=int(mask.sum()), label_error_destinations=dict(dest.most_common()))
-    sep = _col(frames, "overlap", "separability_quality", rows)
-    if sep is not None and n:
-        out["separability"] = float(sep.mean())
-    for flag in ("is_blurry", "is_dark", "is_overexposed", "is_low_contrast"):
-        values = _col(frames, "quality", flag, rows)
-        if values is not None:
-            out[f"n_{flag[3:]}"] = int(values.fillna(False).astype(bool).sum())
+def _class_numbers(rows: np.ndarray, frames: dict[str, pd.DataFrame], names: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"n": len(rows)}
+    for analysis in registered_analyses():
+        frame = frames.get(analysis.name)
+        if frame is not None and analysis.class_numbers is not None:
+            out.update(analysis.class_numbers(frame, rows, names))
     return out
 
 
-def _sentences(num: dict[str, Any], confused: list[tuple[str, float]]) -> list[str]:
+def _sentences(num: dict[str, Any], confused: list[tuple[str, float]], analysed: set[str]) -> list[str]:
     n = num["n"]
     if n < MIN_OBJECTS:
         few = f"only {n} object{'s' if n != 1 else ''}: too few to judge sub-groups or outliers - collect more"
@@ -135,6 +101,9 @@ def _sentences(num: dict[str, Any], confused: list[tuple[str, float]]) -> list[s
     for other, share in confused[:2]:
         out.append(f"often confused with {other} ({share:.0%} of neighbours)")
     out += _quality_sentence(num)
+    for analysis in registered_analyses():
+        if analysis.advice is not None and analysis.name in analysed:
+            out += analysis.advice(num)
     return out or ["no problem found"]
 
 
@@ -165,19 +134,7 @@ def _confusion(overlap: AnalysisResult | None, names: list[str]) -> dict[str, li
 
 def _dataset(frames: dict[str, pd.DataFrame], results: dict[str, AnalysisResult]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    dup = frames.get("duplicates")
-    if dup is not None and "duplicate_group" in dup.columns:
-        groups = dup["duplicate_group"].fillna(-1)
-        out["n_duplicate_groups"] = int(groups[groups >= 0].nunique())
-        out["n_duplicates_to_drop"] = int((~dup["keep"].fillna(True).astype(bool)).sum()) if "keep" in dup else None
-    leak = results.get("leakage")
-    if leak is not None:
-        out["leakage"] = leak.info.get("pairs", leak.summary)
-        out["n_leaked"] = int(leak.findings.get("is_leaked", pd.Series(dtype=bool)).fillna(False).sum())
-    quality = results.get("quality")
-    if quality is not None:
-        out["quality"] = dict(quality.summary)
-    overlap = results.get("overlap")
-    if overlap is not None:
-        out["most_confused_pairs"] = overlap.info.get("confused_pairs", [])[:10]
+    for analysis in registered_analyses():
+        if analysis.name in results and analysis.dataset_numbers is not None:
+            out.update(analysis.dataset_numbers(results[analysis.name], frames[analysis.name]))
     return out

@@ -1,9 +1,11 @@
 """The analysis stage: every analysis over a run's vectors, one neighbour graph, one summary.
 
 Reads ``objects.parquet`` and the run's embedding store, builds the all-object kNN graph and the
-within-class graphs once, runs the analyses (sub-groups, outliers, near-duplicates, label errors, class
-overlap, leakage) and the 2-D maps, then writes ``findings/<name>.parquet``, ``map.parquet``,
-``summary.json`` (per-class headline numbers and recommendations) and the thresholds to ``run.yaml``.
+within-class graphs once, runs every registered analysis the run meets the needs of
+(:mod:`~dinoscope.analysis.registry`: sub-groups, outliers, near-duplicates, label errors, class overlap,
+leakage, image quality, and any registered later) and the 2-D maps, then writes ``findings/<name>.parquet``,
+``map.parquet``, ``summary.json`` (per-class headline numbers and recommendations) and the thresholds to
+``run.yaml``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pandas as pd
 
 from dinoscope.analysis.base import AnalysisResult
 from dinoscope.analysis.recommend import recommend
+from dinoscope.analysis.registry import AnalysisContext, registered_analyses
 from dinoscope.errors import DinoscopeError
 from dinoscope.options import AnalysisOptions
 from dinoscope.run import Run
@@ -66,24 +69,22 @@ def analyze_into_run(
     table, vectors, store_name = _load(run, table if table is not None else run.read_objects(), store)
     names = list(table.class_names) or [UNLABELLED]
     class_id = np.where(table.class_id >= 0, table.class_id, 0) if table.class_names else np.zeros(len(table), int)
-    labelled = bool(table.class_names) and (table.class_id >= 0).all()
-    results, maps, timings = run_analyses(
+    timings: dict[str, float] = {}
+    context = _context(
         vectors,
         class_id,
         names=names,
-        labelled=labelled,
+        labelled=bool(table.class_names) and bool((table.class_id >= 0).all()),
         split=table.data["split"].to_numpy(),
         content_keys=_content_keys(table),
         area=_areas(table),
         split_rank=_split_rank(table),
         options=options,
         seed=seed,
+        table=table,
+        timings=timings,
     )
-    if len(table) and (table.data["origin"] == "image").all():  # whole images or frames: how good are they?
-        from dinoscope.analysis.quality import find_quality_issues, measure_table
-
-        with _Clock(timings)("quality"):
-            results["quality"] = find_quality_issues(measure_table(table))
+    results, maps = _run_registered(context, timings)
     summary = _write(run, table, names, class_id, results, maps, timings, store_name, options, seed)
     return AnalysisRun(run.path, summary, results, timings)
 
@@ -101,7 +102,9 @@ def run_analyses(
     options: AnalysisOptions,
     seed: int = 0,
 ) -> tuple[dict[str, AnalysisResult], pd.DataFrame | None, dict[str, float]]:
-    """Every analysis over in-memory vectors (what ``analyze`` runs between loading and writing).
+    """Every registered analysis over in-memory vectors (what ``analyze`` runs between loading and writing).
+
+    Without the object table, analyses that measure the images (``quality``) do not run.
 
     Args:
         vectors: (N, D) float32 unit vectors.
@@ -118,18 +121,45 @@ def run_analyses(
     Returns:
         (results by analysis name, the map frame or None, seconds per step).
     """
-    from dinoscope.analysis.clusters import find_subgroups
-    from dinoscope.analysis.duplicates import find_duplicates
-    from dinoscope.analysis.label_errors import find_label_errors
-    from dinoscope.analysis.leakage import find_leakage
-    from dinoscope.analysis.neighbors import EXACT_MAX, build_class_graphs, build_neighbor_graph, first_k
-    from dinoscope.analysis.outliers import find_outliers
-    from dinoscope.analysis.overlap import compute_class_overlap
-
     timings: dict[str, float] = {}
+    context = _context(
+        vectors,
+        class_id,
+        names=names,
+        labelled=labelled,
+        split=split,
+        content_keys=content_keys,
+        area=area,
+        split_rank=split_rank,
+        options=options,
+        seed=seed,
+        table=None,
+        timings=timings,
+    )
+    results, maps = _run_registered(context, timings)
+    return results, maps, timings
+
+
+def _context(
+    vectors: np.ndarray,
+    class_id: np.ndarray,
+    *,
+    names: list[str],
+    labelled: bool,
+    split: np.ndarray,
+    content_keys: np.ndarray | None,
+    area: np.ndarray | None,
+    split_rank: np.ndarray | None,
+    options: AnalysisOptions,
+    seed: int,
+    table: ObjectTable | None,
+    timings: dict[str, float],
+) -> AnalysisContext:
+    """The shared context: the all-object and within-class graphs built once (timed) and the run's arrays."""
+    from dinoscope.analysis.neighbors import EXACT_MAX, build_class_graphs, build_neighbor_graph, first_k
+
     clock = _Clock(timings)
-    if content_keys is None:
-        content_keys = np.full(len(vectors), "", dtype=object)
+
     # Large runs search 2k candidates once: the first k are the all-object graph (its recall is what the
     # HNSW search is tuned for), and the same-class ones among all 2k give most rows their within-class
     # neighbours without a second index per class.
@@ -144,28 +174,39 @@ def run_analyses(
             vectors, class_id, k=options.k, seed=seed, candidates=candidates if wide else None
         )
     del candidates
-    results: dict[str, AnalysisResult] = {}
-    with clock("clusters"):
-        results["clusters"] = find_subgroups(vectors, class_id, class_graphs, method=options.cluster_method, seed=seed)
-    with clock("outliers"):
-        results["outliers"] = find_outliers(vectors, class_id, class_graphs)
-    with clock("duplicates"):
-        results["duplicates"] = find_duplicates(vectors, graph, content_keys, area=area, split_rank=split_rank)
-    if labelled and len(names) > 1:
-        with clock("label_errors"):
-            groups = results["duplicates"].findings["duplicate_group"].to_numpy()
-            results["label_errors"] = find_label_errors(
-                vectors, graph, class_id, duplicate_group=groups, class_names=names
-            )
-        with clock("overlap"):
-            results["overlap"] = compute_class_overlap(graph, class_id, vectors, names)
-    with clock("leakage"):
-        results["leakage"] = find_leakage(results["duplicates"], split)
+    return AnalysisContext(
+        vectors=vectors,
+        class_id=class_id,
+        names=names,
+        labelled=labelled,
+        graph=graph,
+        class_graphs=class_graphs,
+        split=split,
+        content_keys=np.full(len(vectors), "", dtype=object) if content_keys is None else content_keys,
+        options=options,
+        area=area,
+        split_rank=split_rank,
+        seed=seed,
+        table=table,
+    )
+
+
+def _run_registered(
+    context: AnalysisContext, timings: dict[str, float]
+) -> tuple[dict[str, AnalysisResult], pd.DataFrame | None]:
+    """Every registered analysis the run meets the needs of, in registry order (timed), then the maps."""
+    clock = _Clock(timings)
+    for analysis in registered_analyses():
+        if analysis.applies(context):
+            with clock(analysis.name):
+                context.results[analysis.name] = analysis.run(context)
     maps = None
-    if options.map_method != "none":
+    if context.options.map_method != "none":
         with clock("maps"):
-            maps = _maps(vectors, class_id, graph, class_graphs, options, seed)
-    return results, maps, timings
+            maps = _maps(
+                context.vectors, context.class_id, context.graph, context.class_graphs, context.options, context.seed
+            )
+    return context.results, maps
 
 
 class _Clock:

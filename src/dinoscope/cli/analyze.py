@@ -78,21 +78,19 @@ def _analyze_run(call: Invocation) -> None:
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    """The per-class table and the recommendations (shared by `analyze`, `video` and `demo`)."""
+    """The per-class table and the recommendations (shared by `analyze`, `video` and `demo`).
+
+    Besides class and count, the columns are those of the registered analyses, in registry order.
+    """
+    from dinoscope.analysis.registry import TableColumn, registered_analyses
+
+    columns = [TableColumn("n", "n"), *(col for a in registered_analyses() for col in a.table_columns)]
     table = Table(title=f"{summary['n_objects']} objects, {summary['n_classes']} classes", title_justify="left")
-    for col in ("class", "n", "groups", "outliers", "dups", "label err", "separ."):
-        table.add_column(col, justify="left" if col == "class" else "right", overflow="fold")
+    table.add_column("class", justify="left", overflow="fold")
+    for col in columns:
+        table.add_column(col.header, justify="right", overflow="fold")
     for name, c in summary["classes"].items():
-        sep = c.get("separability")
-        table.add_row(
-            name,
-            str(c["n"]),
-            str(c.get("n_clusters", "-")),
-            str(c.get("n_outliers", "-")),
-            str(c.get("n_near_duplicates", "-")),
-            str(c.get("n_label_errors", "-")),
-            "-" if sep is None else f"{sep:.2f}",
-        )
+        table.add_row(name, *(col.cell(c) for col in columns))
     out_console.print(table)
     out_console.print("[bold]Recommendations[/bold]")
     for name, c in summary["classes"].items():

@@ -18,19 +18,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dinoscope.analysis.registry import get_analysis, registered_analyses
 from dinoscope.errors import DinoscopeError
 from dinoscope.io.checks import CheckReport, read_checks, run_checks
 from dinoscope.run import Run
 from dinoscope.table import ObjectTable
 
-__all__ = ["ANALYSES", "RunData", "load_run"]
+__all__ = ["ANALYSES", "RunData", "load_run"]  # noqa: F822 (ANALYSES: from the registry, in __getattr__)
 
 logger = logging.getLogger(__name__)
 
-#: Findings files the report knows how to show (others still go to findings.csv).
-ANALYSES = ("clusters", "outliers", "duplicates", "label_errors", "overlap", "leakage")
-#: Finding columns holding a row number of the analysed objects; replaced by the object id they point to.
-_ROW_REFERENCES = {"nearest_duplicate": "duplicates", "duplicate_of": "duplicates", "leaked_with": "leakage"}
+
+def __getattr__(name: str) -> Any:
+    """``ANALYSES``: the registered analyses' names, in run order (read when asked, so later registrations count)."""
+    if name == "ANALYSES":
+        return tuple(a.name for a in registered_analyses())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -97,7 +100,7 @@ def load_run(run_dir: str | Path, dataset_root: str | Path | None = None) -> Run
     if not summary.get("classes"):
         raise DinoscopeError(f"{run.summary_path}: no per-class numbers; re-run `dinoscope analyze {run.path}`")
     provenance = run.read_yaml()
-    known = [a for a in ANALYSES if run.findings_path(a).is_file()]
+    known = [a.name for a in registered_analyses() if run.findings_path(a.name).is_file()]
     names_found = known + [n for n in run.findings_names() if n not in known]
     findings = {name: run.read_findings(name) for name in names_found}
     names = list(summary["classes"])
@@ -120,7 +123,10 @@ def load_run(run_dir: str | Path, dataset_root: str | Path | None = None) -> Run
 
 
 def _merge(table: ObjectTable, findings: dict[str, pd.DataFrame], names: list[str]) -> pd.DataFrame:
-    """Analysed objects (those with findings) joined with every finding column, in analysis order."""
+    """Analysed objects (those with findings) joined with every finding column, in analysis order.
+
+    A registered analysis' row-number columns (``row_columns``) become ``<col>_id`` object-id columns.
+    """
     data = table.data
     if findings:
         analysed = next(iter(findings.values()))["object_id"]
@@ -137,8 +143,9 @@ def _merge(table: ObjectTable, findings: dict[str, pd.DataFrame], names: list[st
     for name, frame in findings.items():
         frame = frame.copy()
         ids = frame["object_id"].to_numpy()
-        for col, source in _ROW_REFERENCES.items():
-            if col in frame.columns and source == name:
+        analysis = get_analysis(name)
+        for col in analysis.row_columns if analysis is not None else ():
+            if col in frame.columns:
                 rows = frame.pop(col).to_numpy()
                 frame[f"{col}_id"] = np.where(rows >= 0, ids[np.clip(rows, 0, max(len(ids) - 1, 0))], "")
         objects = _join(objects, frame, name)

@@ -3,7 +3,8 @@
 - ``cluster_statistics.csv``: one row per class with the columns users of the original scripts expect
   (``class, n_samples, n_clusters, n_outliers, outlier_rate, eps_used``, all numeric), then more numbers;
 - ``findings.csv``: one row per analysed object with every finding column (row references as object ids,
-  class ids also as names) and ``checks.csv``: the dataset health findings;
+  class ids also as names; which analysis gives which columns comes from the analysis registry) and
+  ``checks.csv``: the dataset health findings;
 - ``label_errors_review.csv`` / ``.yaml``: the label-error candidates to review (file, line, current and
   suggested class), lowest label quality first, with an empty ``decision`` column for the reviewer;
 - ``samples/<class>/...`` with ``--export-samples``: crops per sub-group, outliers and label-error candidates.
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +21,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from dinoscope.analysis.registry import get_analysis, registered_analyses
 from dinoscope.report.data import RunData
 from dinoscope.report.select import ReportPlan
 
 __all__ = [
     "CLUSTER_STATISTICS_COLUMNS",
+    "FindingsSection",
+    "findings_sections",
     "plan_samples",
     "write_cluster_statistics",
     "write_findings",
@@ -84,17 +89,42 @@ def write_cluster_statistics(data: RunData, path: Path) -> Path:
 
 
 def findings_frame(data: RunData) -> pd.DataFrame:
-    """Every analysed object with every finding column; class ids as names too."""
+    """Every analysed object with every finding column; class ids (registered ``class_columns``) as names too."""
     o = data.objects
     cols = [c for c in _OBJECT_COLUMNS if c in o.columns]
     cols += [c for c in o.columns if c not in cols and c not in _INTERNAL]
     frame = o[cols].copy()
     names = np.asarray([*data.names, ""], dtype=object)
-    for col in ("suggested_class", "nearest_other_class"):
+    for col in (c for a in registered_analyses() for c in a.class_columns):
         if col in frame.columns:
             ids = frame[col].fillna(-1).astype(int).to_numpy()
             frame.insert(frame.columns.get_loc(col) + 1, f"{col}_name", names[np.where(ids >= 0, ids, -1)])
     return frame
+
+
+@dataclass(frozen=True)
+class FindingsSection:
+    """The columns one analysis contributes to ``findings.csv``, described for the exports page."""
+
+    name: str
+    title: str
+    description: str
+    columns: list[str]
+
+
+def findings_sections(data: RunData) -> list[FindingsSection]:
+    """One section per findings file of the run, registered analyses first (in run order), with the columns
+    of ``findings.csv`` it holds; an analysis no longer registered keeps its name, without a description."""
+    present = set(data.objects.columns)
+    out = []
+    for name in data.analyses:
+        analysis = get_analysis(name)
+        if analysis is None:
+            out.append(FindingsSection(name, name, "", []))
+            continue
+        columns = analysis.csv_columns(present)
+        out.append(FindingsSection(name, analysis.title or name, analysis.description, columns))
+    return out
 
 
 def write_findings(data: RunData, out: Path) -> list[Path]:

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from dinoscope._version import __version__
+from dinoscope.report.exports import findings_sections
 from dinoscope.report.view import View, esc, fmt_int, fmt_num, table
 
 __all__ = ["render_exports", "render_index", "render_print"]
@@ -157,9 +158,23 @@ def render_exports(view: View, files: dict[str, int], meta: dict[str, Any]) -> s
         '<div class="page-head"><h1>Exports</h1><p class="lede">Files written beside this report; the whole '
         "folder works offline and can be copied or zipped as it is.</p></div>"
         f'<div class="card"><h2>Tables and review lists</h2>{table([], rows, "export-files")}</div>'
+        f"{_analyses(view) if 'findings.csv' in files else ''}"
         f'<div class="cols"><div class="card"><h2>Figures for slides</h2>'
         f"{f'<ul class=figs>{fig_html}</ul>' if figures else no_figures}</div>"
         f'<div class="card"><h2>Sample crops</h2>{sample_html}<h2>Page weight</h2>{_weight(meta)}</div></div>'
+    )
+
+
+def _analyses(view: View) -> str:
+    """The analyses of the run (from the registry): what each finds and its columns in findings.csv."""
+    rows = "".join(
+        f'<tr data-analysis="{esc(s.name)}"><td>{esc(s.title)}</td><td class="muted">{esc(s.description)}</td>'
+        f"<td><code>{esc(', '.join(s.columns))}</code></td></tr>"
+        for s in findings_sections(view.data)
+    )
+    return (
+        '<div class="card"><h2>Analyses in findings.csv</h2>'
+        f"{table(['analysis', 'what it finds', 'columns'], rows, 'export-analyses')}</div>"
     )
 
 
