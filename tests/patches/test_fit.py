@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,8 @@ from sklearn.decomposition import PCA
 
 from dinoscope.errors import BackendError, ConfigError, OutputExistsError
 from dinoscope.io.images import read_image
-from dinoscope.patches import fit_patches, merge_fits, read_pca_file
+from dinoscope.patches import create_patch_backend, fit_patches, merge_fits, read_pca_file
 from dinoscope.patches._stream import prepare_input
-from dinoscope.patches.fit import create_patch_backend
 from tests.patches.helpers import object_image, write_image
 
 #: What the issue asks the configuration block to hold, at least.
@@ -228,9 +228,9 @@ def test_fit_errors(tiny_dinov2: Path, tree: Path, tmp_path: Path, objects: Path
 def test_oom_back_off_and_batch_probe_never_count_a_patch_twice(
     objects: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """engine._forward halves chunks on CUDA OOM and the engine's probe runs blank images: neither may leak into
+    """The runtime halves chunks on CUDA OOM and its batch-size probe runs blank images: neither may leak into
     the statistics (simulated on CPU: the backend raises OutOfMemoryError for chunks of more than 2 images)."""
-    from dinoscope.embed import engine
+    from dinoscope.patches import passes
     from tests.patches.helpers import PatchColourBackend
 
     common = dict(source=objects, model="test-patch-colour", image_size=56, components=3)
@@ -242,12 +242,12 @@ def test_oom_back_off_and_batch_probe_never_count_a_patch_twice(
             raise torch.OutOfMemoryError("simulated")
         return original(self, images)
 
-    def probe(backend: object, device_type: str) -> int:
-        backend.embed(torch.zeros((2, 56, 56, 3), dtype=torch.uint8))  # type: ignore[attr-defined]
+    def probe(forward: Callable[[torch.Tensor], object], input_size: int, device_type: str) -> int:
+        forward(torch.zeros((2, input_size, input_size, 3), dtype=torch.uint8))
         return 6
 
     monkeypatch.setattr(PatchColourBackend, "embed_patches", tight_memory)
-    monkeypatch.setattr(engine, "_default_batch_size", probe)
+    monkeypatch.setattr(passes, "choose_batch_size", probe)
     squeezed = fit_patches(out=tmp_path / "squeezed.json", **common)
     assert squeezed.configuration["total_frames"] == 6 and squeezed.configuration["total_patches"] == 6 * 16
     np.testing.assert_allclose(squeezed.pca.components_, plain.pca.components_, atol=1e-6)
