@@ -58,9 +58,17 @@ def _reference_patches(model: str, images: list[Path], size: int) -> np.ndarray:
 
 def test_fit_equals_sklearn_on_the_same_patches(tiny_dinov2: Path, tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "pca.json"
-    fit = fit_patches(
-        source=tree, out=out, model=str(tiny_dinov2), image_size=56, components=4, batch_size=3, device="cpu"
+    fit = fit_patches(  # the reference is computed in fp32: state it (auto picks bf16 on AMX/AVX512-BF16 CPUs)
+        source=tree,
+        out=out,
+        model=str(tiny_dinov2),
+        image_size=56,
+        components=4,
+        batch_size=3,
+        device="cpu",
+        precision="fp32",
     )
+    assert fit.configuration["precision"] == "fp32"
     images = sorted(tree.rglob("*.png"))
     ref = PCA(4, svd_solver="full").fit(_reference_patches(str(tiny_dinov2), images, 56))
     np.testing.assert_allclose(fit.pca.mean_, ref.mean_, atol=1e-5)
@@ -81,7 +89,7 @@ def test_fit_equals_sklearn_on_the_same_patches(tiny_dinov2: Path, tree: Path, t
 
 
 def test_shards_merge_into_the_fit_of_the_whole(tiny_dinov2: Path, tree: Path, tmp_path: Path) -> None:
-    common = dict(source=tree, model=str(tiny_dinov2), image_size=28, components=3, device="cpu")
+    common = dict(source=tree, model=str(tiny_dinov2), image_size=28, components=3, device="cpu", precision="fp32")
     whole = fit_patches(out=tmp_path / "whole.json", **common)
     parts = [fit_patches(out=tmp_path / f"part{k}.json", shard=f"{k}/2", **common) for k in range(2)]
     assert [p.configuration["unique_clips"] for p in parts] == [2, 1]
@@ -147,6 +155,7 @@ def test_foreground_mode_finds_the_planted_objects(objects: Path, tmp_path: Path
         image_size=56,
         components=3,
         foreground=True,
+        precision="fp32",  # compared with fp32 reference patches below
     )
     fg = fit.foreground
     assert fg is not None
