@@ -45,6 +45,7 @@ __all__ = [
     "ChunkedForward",
     "Precision",
     "ResolvedPrecision",
+    "Sliceable",
     "autocast_dtype",
     "choose_batch_size",
     "cpu_flags",
