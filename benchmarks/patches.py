@@ -101,7 +101,7 @@ def child_reference(model: str, size: int, n: int, batch: int) -> dict:
     import torch
     from sklearn.decomposition import PCA
 
-    from dinoscope.patches.fit import create_patch_backend
+    from dinoscope.patches import create_patch_backend
     from dinoscope.patches.sources import Clip, iter_clip_samples
 
     tracemalloc.start()
@@ -167,7 +167,7 @@ def main() -> None:
             f"== {Path(args.model).name} at {args.image_size} px, batch {args.batch_size}, "
             f"{torch.get_num_threads()} threads, {VIDEO.name}"
         )
-        from dinoscope.patches.fit import create_patch_backend
+        from dinoscope.patches import create_patch_backend
 
         backend = create_patch_backend(args.model, args.image_size, device="cpu", precision="fp32")
         fits = {}

@@ -45,3 +45,22 @@ def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
     mp.setenv("DINOSCOPE_NO_PROGRESS", "1")
     yield
     mp.undo()
+
+
+#: CPU flags of the two kinds of x86 machines the suite must pass on.
+CPU_KINDS = {
+    "avx2": frozenset({"sse4_2", "avx", "avx2", "fma"}),
+    "bf16": frozenset({"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}),
+}
+
+
+@pytest.fixture
+def cpu_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Pretend the CPU is of a kind: ``avx2`` (``--precision auto`` -> fp32) or ``bf16`` (AVX512-BF16 and AMX:
+    ``auto`` -> bf16), by mocking the capability detection (:func:`dinoscope.embed.runtime.cpu_flags`).
+
+    Not autouse: a test asks for it, parametrised with ``indirect=True`` (default ``avx2``).
+    """
+    kind = getattr(request, "param", "avx2")
+    monkeypatch.setattr("dinoscope.embed.runtime.cpu_flags", lambda *_: CPU_KINDS[kind])
+    return kind

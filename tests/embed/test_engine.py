@@ -90,10 +90,9 @@ def test_runs_are_deterministic(tmp_path: Path) -> None:
     assert np.array_equal(a.as_array(), b.as_array())
 
 
-def test_out_of_memory_halves_the_batch_and_keeps_every_row() -> None:
+def test_out_of_memory_halves_the_batch_and_keeps_every_row(tmp_path: Path) -> None:
+    """The engine's forward loop goes through the runtime's back-off: every row is embedded once, in order."""
     import torch
-
-    from dinoscope.embed.engine import _forward
 
     class SmallMemory(TinyCNN):
         def embed(self, images):
@@ -101,7 +100,8 @@ def test_out_of_memory_halves_the_batch_and_keeps_every_row() -> None:
                 raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
             return super().embed(images)
 
-    crops = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (10, 32, 32, 3), dtype=np.uint8))
-    vectors, chunk = _forward(SmallMemory(), crops, max_chunk=16)
-    assert chunk == 2 and vectors.shape == (10, 8)
-    np.testing.assert_allclose(vectors, TinyCNN().embed(crops).numpy(), atol=1e-6)
+    table = read_yolo(_dataset(tmp_path / "ds", 4))
+    store = _store(tmp_path, table)
+    stats = embed_table(table, SmallMemory(), store, batch_size=8, num_workers=0)
+    assert stats.n_computed == len(table) == 12 and stats.batch_size == 8
+    np.testing.assert_allclose(store.as_array(), _expected(table, TinyCNN()), atol=1e-5)

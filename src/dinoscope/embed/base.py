@@ -1,29 +1,33 @@
-"""The backend protocol and the shared machinery of PyTorch backends (normalisation, precision, pooling).
+"""The backend protocol and the shared machinery of PyTorch backends (normalisation, pooling).
 
 A backend takes a batch of preprocessed crops as uint8 ``(B, S, S, 3)`` — uint8 travels from the decode
 workers four times lighter than float — and returns pooled vectors ``(B, D)`` or a patch grid
-``(B, h, w, C)``. Normalisation with the spec's mean/std happens on the model's device.
+``(B, h, w, C)``. Normalisation with the spec's mean/std happens on the model's device. Device, precision,
+memory format and the forward context come from the public runtime (:mod:`dinoscope.embed.runtime`).
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from dinoscope.embed.runtime import (
+    Precision,
+    ResolvedPrecision,
+    forward_context,
+    prepare_module,
+    resolve_device,
+    resolve_precision,
+    to_model_input,
+)
 from dinoscope.embed.spec import ModelSpec
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Backend", "Features", "Precision", "TorchBackend", "cpu_has_native_bf16", "resolve_device"]
-
-logger = logging.getLogger(__name__)
-
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
+__all__ = ["Backend", "Features", "TorchBackend", "pool"]
 
 
 @runtime_checkable
@@ -61,23 +65,6 @@ class Features:
     grid: tuple[int, int] | None = None
 
 
-def resolve_device(device: str | None = None) -> str:
-    """``cuda`` when available, else ``mps``, else ``cpu``; an explicit choice is checked."""
-    import torch
-
-    if device in (None, "auto"):
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        from dinoscope.errors import BackendError
-
-        raise BackendError(f"device {device!r} requested but CUDA is not available; use --device cpu")
-    return device
-
-
 class TorchBackend:
     """Base of PyTorch backends: subclasses implement :meth:`forward_features` on normalised input.
 
@@ -92,7 +79,7 @@ class TorchBackend:
         self.module = module.eval()
         self.spec = spec
         self.device = torch.device("cpu")
-        self.precision: Precision = "fp32"
+        self.precision: ResolvedPrecision = "fp32"
         self._mean = torch.tensor(spec.mean).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(spec.std).view(1, 3, 1, 1) * 255.0
         self._channels_last = False
@@ -105,18 +92,19 @@ class TorchBackend:
         channels_last: bool = True,
         compile: bool = False,
     ) -> TorchBackend:
-        """Move to a device and choose the numeric precision (``auto``: bf16/fp16 on GPUs, fp32 on CPU)."""
+        """Move to a device and choose the numeric precision.
+
+        ``auto`` follows :func:`~dinoscope.embed.runtime.resolve_precision`: bf16 (or fp16) on CUDA, bf16 on
+        CPUs with native bf16, fp32 on other CPUs.
+        """
         import torch
 
         self.device = torch.device(resolve_device(device))
-        self.precision = _resolve_precision(precision, self.device.type)
-        self.module.to(self.device)
+        self.precision = resolve_precision(precision, self.device.type)
+        self.module, self._channels_last = prepare_module(
+            self.module, self.device, channels_last=channels_last, compile=compile
+        )
         self._mean, self._std = self._mean.to(self.device), self._std.to(self.device)
-        self._channels_last = channels_last and self.device.type != "mps"
-        if self._channels_last:
-            self.module.to(memory_format=torch.channels_last)
-        if compile:
-            self.module = torch.compile(self.module)
         return self
 
     # --- forward --------------------------------------------------------------------------------------
@@ -126,20 +114,11 @@ class TorchBackend:
 
     def normalize(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """(B, S, S, 3) uint8 -> (B, 3, S, S) float32 normalised on the backend's device."""
-        import torch
-
-        if isinstance(images, np.ndarray):
-            images = torch.from_numpy(images)
-        x = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-        x = (x - self._mean) / self._std
-        return x.contiguous(memory_format=torch.channels_last) if self._channels_last else x.contiguous()
+        return to_model_input(images, self.device, self._mean, self._std, self._channels_last)
 
     def _features(self, images: torch.Tensor | np.ndarray) -> Features:
-        import torch
-
         x = self.normalize(images)
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+        with forward_context(self.device.type, self.precision):
             return self.forward_features(x)
 
     def embed(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -177,27 +156,3 @@ def pool(f: Features, pooling: str) -> torch.Tensor:
         if f.pooled is not None:
             return f.pooled
     raise ValueError(f"pooling {pooling!r} is not available for this model")
-
-
-def _resolve_precision(precision: Precision, device_type: str) -> Precision:
-    import torch
-
-    if precision == "auto":
-        if device_type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "bf16" if device_type == "cpu" and cpu_has_native_bf16() else "fp32"
-    if precision == "fp16" and device_type == "cpu":
-        logger.warning("fp16 is slow or unsupported on CPUs; using bf16")
-        return "bf16"
-    return precision
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX): there autocast bf16 is about twice as
-    fast as fp32 with a cosine agreement above 0.9999 (benchmarks/embed.py). Without it (e.g. AVX2-only
-    CPUs) bf16 is emulated and several times slower, so ``auto`` stays on fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -10,17 +10,16 @@ run resumes where it stopped.
 from __future__ import annotations
 
 import logging
-import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from dinoscope.embed.runtime import ChunkedForward, choose_batch_size, device_type_of
+from dinoscope.embed.runtime_stats import measure_throughput, memory_status, warn_if_low_memory
 from dinoscope.embed.spec import CropSpec
-from dinoscope.errors import BackendError, DinoscopeError, DinoscopeWarning
+from dinoscope.errors import DinoscopeError
 from dinoscope.table import ObjectTable
 
 if TYPE_CHECKING:
@@ -32,13 +31,12 @@ if TYPE_CHECKING:
 __all__ = ["EmbedStats", "embed_table"]
 
 logger = logging.getLogger(__name__)
-_CPU_BATCH = 32
-_LOW_MEMORY_FRAC = 0.05
 
 
 @dataclass
 class EmbedStats:
-    """What a run did. ``objects_per_s`` counts computed objects over the compute loop's wall time."""
+    """What a run did. ``objects_per_s`` counts computed objects over the compute loop's wall time; the memory
+    figures are the process' peak RAM and the peak CUDA memory of the loop (0 without CUDA)."""
 
     n_objects: int = 0
     n_cached: int = 0
@@ -48,6 +46,7 @@ class EmbedStats:
     seconds: float = 0.0
     objects_per_s: float = 0.0
     peak_rss_mb: float = 0.0
+    peak_gpu_mb: float = 0.0
     batch_size: int = 0
     failures: dict[str, str] = field(default_factory=dict)
 
@@ -76,7 +75,8 @@ def embed_table(
         store: The run's store for this model and crop spec.
         crop: Crop policy (default: keep the whole object, padded to a square).
         cache: Content cache shared across runs, or None.
-        batch_size: Crops per forward pass (default: from free GPU memory, 32 on CPU).
+        batch_size: Crops per forward pass (default: :func:`~dinoscope.embed.runtime.choose_batch_size`, from
+            free GPU memory, 32 on CPU).
         num_workers: Decode worker processes (default: 1 on a 2-core CPU run, up to 8 with a GPU).
         crops: Crops the caller already holds in memory (rows of ``table``), cut with ``crop`` and the
             backend's input size: they are embedded without opening their source, and the store and the
@@ -109,10 +109,11 @@ def embed_table(
 
     if callable(backend) and not hasattr(backend, "spec"):
         backend = backend()
-    device_type = getattr(getattr(backend, "device", None), "type", "cpu")
-    stats.batch_size = batch_size or _default_batch_size(backend, device_type)
-    loader = make_loader(table, todo, backend.spec, crop, stats.batch_size, num_workers, device_type, crops)
-    _run(loader, backend, store, cache, keys, stats)
+    model = cast("Backend", backend)
+    device_type = device_type_of(model)
+    stats.batch_size = batch_size or choose_batch_size(model.embed, model.spec.input_size, device_type)
+    loader = make_loader(table, todo, model.spec, crop, stats.batch_size, num_workers, device_type, crops)
+    _run(loader, model, store, cache, keys, stats)
     return stats
 
 
@@ -126,11 +127,10 @@ def _run(
 ) -> None:
     from dinoscope.progress import ProgressBar
 
-    start = time.perf_counter()
-    max_chunk = stats.batch_size
-    bar = ProgressBar(loader.dataset.n_objects, "embedding", "obj", status=_memory_status)
+    forward = ChunkedForward(backend.embed, stats.batch_size)
+    bar = ProgressBar(loader.dataset.n_objects, "embedding", "obj", status=memory_status)
     try:
-        with bar:
+        with measure_throughput(device_type_of(backend)) as meter, bar:
             for batch in loader:
                 if batch["failed_rows"]:
                     store.mark_failed(np.asarray(batch["failed_rows"]), list(batch["failed_reasons"]))
@@ -140,15 +140,15 @@ def _run(
                 rows = batch["rows"].numpy()
                 if not len(rows):
                     continue
-                vectors, max_chunk = _forward(backend, batch["images"], max_chunk)
-                vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)  # cache unit vectors
+                vectors = _unit_vectors(forward(batch["images"]))  # the cache holds unit vectors
                 store.write(rows, vectors)
                 store.flush()
                 if cache is not None and keys is not None:
                     cache.put_many(list(keys[rows]), vectors)
                 stats.n_computed += len(rows)
+                meter.n_items += len(rows)
                 bar.advance(len(rows))
-                _check_memory()
+                warn_if_low_memory()
     except KeyboardInterrupt:
         store.flush()
         raise DinoscopeError(
@@ -156,91 +156,17 @@ def _run(
             "to finish"
         ) from None
     finally:
-        stats.seconds = time.perf_counter() - start
-        stats.objects_per_s = stats.n_computed / stats.seconds if stats.seconds else 0.0
-        stats.peak_rss_mb = _peak_rss_mb()
+        stats.seconds, stats.objects_per_s = meter.seconds, meter.items_per_s
+        stats.peak_rss_mb, stats.peak_gpu_mb = meter.peak_rss_mb, meter.peak_gpu_mb
     for source, reason in stats.failures.items():
         logger.warning("%s: not embedded (%s)", source, reason)
 
 
-def _forward(backend: Backend, images: Any, max_chunk: int) -> tuple[np.ndarray, int]:
-    """Run the model in chunks of at most ``max_chunk``, halving it on CUDA out-of-memory errors."""
+def _unit_vectors(parts: list[Any]) -> np.ndarray:
+    """The chunks' (k, D) vectors (torch or numpy) as one (B, D) float32 array of unit rows."""
     import torch
 
-    out, i = [], 0
-    while i < len(images):
-        chunk = images[i : i + max_chunk]
-        try:
-            vectors = backend.embed(chunk)
-        except torch.OutOfMemoryError:
-            if max_chunk == 1:
-                raise BackendError("out of GPU memory even with one crop per batch; use --device cpu") from None
-            max_chunk = max(1, max_chunk // 2)
-            torch.cuda.empty_cache()
-            logger.warning("GPU out of memory: batch size lowered to %d", max_chunk)
-            continue
-        out.append(vectors.float().cpu().numpy() if isinstance(vectors, torch.Tensor) else np.asarray(vectors))
-        i += len(chunk)
-    return np.concatenate(out).astype(np.float32, copy=False), max_chunk
-
-
-# --- resources -------------------------------------------------------------------------------------------
-def _default_batch_size(backend: Backend, device_type: str) -> int:
-    if device_type != "cuda":
-        return _CPU_BATCH
-    import torch
-
-    size = backend.spec.input_size
-    probe = torch.zeros((8, size, size, 3), dtype=torch.uint8)
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    backend.embed(probe)
-    torch.cuda.synchronize()
-    per_item = max((torch.cuda.max_memory_allocated() - base) / 8, 1)
-    free, _ = torch.cuda.mem_get_info()
-    return int(np.clip(0.6 * free / per_item // 8 * 8, 8, 1024))
-
-
-def _check_memory() -> None:
-    try:
-        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
-        total = float(info["MemTotal"].split()[0])
-        available = float(info["MemAvailable"].split()[0])
-    except (OSError, KeyError, ValueError):
-        return
-    if available / total < _LOW_MEMORY_FRAC:
-        import warnings
-
-        warnings.warn(
-            f"only {available / 1024:.0f} MB of RAM left: lower --batch-size or --workers",
-            DinoscopeWarning,
-            stacklevel=2,
-        )
-
-
-def _memory_status() -> str:
-    """RAM in use by this process (and GPU memory when CUDA is in use), for the progress bar."""
-    import torch
-
-    text = f"RAM {_rss_mb():,.0f} MB"
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        text += f", GPU {torch.cuda.memory_allocated() / 2**20:,.0f} MB"
-    return text
-
-
-def _rss_mb() -> float:
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return _peak_rss_mb()
-
-
-def _peak_rss_mb() -> float:
-    try:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    except (ImportError, OSError):
-        return 0.0
+    vectors = np.concatenate(
+        [p.float().cpu().numpy() if isinstance(p, torch.Tensor) else np.asarray(p) for p in parts]
+    ).astype(np.float32, copy=False)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -8,7 +8,6 @@ rows without one go through the decoding workers.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from dinoscope.embed.crops import cut_crops
+from dinoscope.embed.runtime import decode_workers
 from dinoscope.embed.spec import CropSpec, ModelSpec
 from dinoscope.errors import DinoscopeError
 from dinoscope.table import ObjectTable
@@ -100,7 +100,7 @@ def make_loader(
         spec: The model spec (input size, interpolation, mean fill).
         crop: The crop policy.
         batch_size: Crops per batch.
-        num_workers: Decode worker processes (default: from the cores and the device).
+        num_workers: Decode worker processes (default: :func:`~dinoscope.embed.runtime.decode_workers`).
         device_type: ``cuda`` pins batches.
         crops: Crops already in memory; their rows are served first, without decoding.
 
@@ -118,8 +118,7 @@ def make_loader(
             rest = make_loader(table, rows, spec, crop, batch_size, num_workers, device_type) if len(rows) else None
             return _MemoryBatches(held, crops.images, where, batch_size, rest, device_type == "cuda")
     if num_workers is None:
-        cores = os.cpu_count() or 1
-        num_workers = min(8, cores - 1) if device_type == "cuda" else min(1, cores - 1)
+        num_workers = decode_workers(device_type)
     stream = _CropStream(Path(table.root or "."), _groups(table, rows), spec, crop, batch_size)
     return torch.utils.data.DataLoader(
         stream,

@@ -20,20 +20,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from dinoscope.patches.config import PatchFitConfig, PatchRenderConfig
     from dinoscope.patches.files import PatchPCAFit, merge_fits, read_pca_file, write_pca_file
-    from dinoscope.patches.fit import create_patch_backend, fit_patches, fit_patches_from_config
+    from dinoscope.patches.fit import fit_patches, fit_patches_from_config
+    from dinoscope.patches.maps import ComponentProjector, compose_panels, compute_component_rgb
+    from dinoscope.patches.model import create_patch_backend
     from dinoscope.patches.pca import ForegroundSplit, PatchPCA, solve_pca
-    from dinoscope.patches.render import (
-        RenderResult,
-        compose_panels,
-        compute_component_rgb,
-        render_patches,
-        render_patches_from_config,
-    )
+    from dinoscope.patches.render import RenderResult, render_patches, render_patches_from_config
     from dinoscope.patches.sources import Clip, find_clips
     from dinoscope.patches.stats import PatchStatistics, StatisticsAccumulator
 
 __all__ = [
     "Clip",
+    "ComponentProjector",
     "ForegroundSplit",
     "PatchFitConfig",
     "PatchPCA",
@@ -59,15 +56,11 @@ __all__ = [
 _MODULES = {
     "config": ("PatchFitConfig", "PatchRenderConfig"),
     "files": ("PatchPCAFit", "merge_fits", "read_pca_file", "write_pca_file"),
-    "fit": ("create_patch_backend", "fit_patches", "fit_patches_from_config"),
+    "fit": ("fit_patches", "fit_patches_from_config"),
+    "model": ("create_patch_backend",),
     "pca": ("ForegroundSplit", "PatchPCA", "solve_pca"),
-    "render": (
-        "RenderResult",
-        "compose_panels",
-        "compute_component_rgb",
-        "render_patches",
-        "render_patches_from_config",
-    ),
+    "maps": ("ComponentProjector", "compose_panels", "compute_component_rgb"),
+    "render": ("RenderResult", "render_patches", "render_patches_from_config"),
     "sources": ("Clip", "find_clips"),
     "stats": ("PatchStatistics", "StatisticsAccumulator"),
 }

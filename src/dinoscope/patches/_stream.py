@@ -15,7 +15,7 @@ from PIL import Image
 
 from dinoscope.patches.sources import Sample
 
-__all__ = ["InputBatch", "InputGeometry", "iter_input_batches", "patch_masks", "prepare_input"]
+__all__ = ["InputBatch", "InputGeometry", "Resize", "iter_input_batches", "patch_masks", "prepare_input"]
 
 Resize = Literal["squash", "center"]
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
@@ -94,7 +94,8 @@ def patch_masks(boxes: list[np.ndarray | None], grid: tuple[int, int], size: int
 
 @dataclass
 class InputBatch:
-    """A batch of model inputs; slicing gives a sub-batch (what ``engine._forward`` needs for OOM back-off).
+    """A batch of model inputs; slicing gives a sub-batch (what :class:`~dinoscope.embed.runtime.ChunkedForward`
+    needs for its out-of-memory back-off).
 
     Attributes:
         images: (B, S, S, 3) uint8 model inputs.
@@ -110,6 +111,12 @@ class InputBatch:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def original(self, i: int) -> tuple[np.ndarray, InputGeometry]:
+        """The decoded frame of image ``i`` and where the model input lies in it (``keep_originals`` batches)."""
+        if self.originals is None:
+            raise ValueError("this batch was prepared without keep_originals=True")
+        return self.originals[i]
 
     def __getitem__(self, index: slice) -> InputBatch:
         originals = None if self.originals is None else self.originals[index]

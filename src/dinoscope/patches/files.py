@@ -20,10 +20,10 @@ import numpy as np
 
 from dinoscope._version import __version__
 from dinoscope.errors import ConfigError, DatasetFormatError
+from dinoscope.io.images import hash_file
 from dinoscope.outputs import prepare_output_files
 from dinoscope.patches.pca import ForegroundSplit, PatchPCA
 from dinoscope.patches.stats import PatchStatistics
-from dinoscope.video._stream import hash_file
 
 __all__ = ["FORMAT", "PatchPCAFit", "merge_fits", "read_pca_file", "sidecar_path", "write_pca_file"]
 
@@ -248,16 +248,17 @@ def merge_fits(fits: list[PatchPCAFit], n_components: int | None = None, drop_fo
                     f"cannot merge {names[0]} and {name}: {key} differs ({first.configuration.get(key)!r} vs "
                     f"{fit.configuration.get(key)!r}); merge only fits of the same model, image size and resize mode"
                 )
-    if any(f.statistics is None for f in fits):
+    parts = [f.statistics for f in fits if f.statistics is not None]
+    if len(parts) != len(fits):
         raise ValueError("merge_fits needs fits read with statistics=True")
-    stats = first.statistics
-    for fit in fits[1:]:
-        stats = stats.merge(fit.statistics)  # type: ignore[union-attr,arg-type]
+    stats = parts[0]
+    for part in parts[1:]:
+        stats = stats.merge(part)
     split = None if drop_foreground else _merge_foreground(fits, names)
     k = n_components or int(first.pca.components_.shape[0])
-    if not 1 <= k <= stats.dim:  # type: ignore[union-attr]
-        raise ConfigError(f"--components {k}: must be between 1 and the feature dimension {stats.dim}")  # type: ignore[union-attr]
-    pca = PatchPCA(k).fit_statistics(split.foreground if split is not None else stats)  # type: ignore[arg-type]
+    if not 1 <= k <= stats.dim:
+        raise ConfigError(f"--components {k}: must be between 1 and the feature dimension {stats.dim}")
+    pca = PatchPCA(k).fit_statistics(split.foreground if split is not None else stats)
     subjects = sorted({s for f in fits for s in f.subjects})
     clips = sorted({c for f in fits for c in f.clips})
     configuration = _merged_configuration(fits, names, stats, subjects, clips, k, split)
@@ -283,16 +284,17 @@ def _merge_foreground(fits: list[PatchPCAFit], names: list[str]) -> ForegroundSp
             f"cannot merge: {plain} was fitted without --foreground but {names[modes.index(True)]} with it; refit "
             "it with --foreground-from, or pass --drop-foreground to merge the all-patch PCA only"
         )
-    split = fits[0].foreground
-    for fit, name in zip(fits[1:], names[1:], strict=True):
-        if not split.same_direction(fit.foreground):  # type: ignore[union-attr,arg-type]
+    splits = [f.foreground for f in fits if f.foreground is not None]
+    split = splits[0]
+    for other, name in zip(splits[1:], names[1:], strict=True):
+        if not split.same_direction(other):
             raise ConfigError(
                 f"cannot merge the foreground statistics of {names[0]} and {name}: they were split along different "
                 "first components, so their foreground sets are not comparable. Merge the fits with "
                 "--drop-foreground, then refit each part with --foreground-from <merged.json> and merge those; "
                 "or pass --drop-foreground to keep the all-patch PCA only"
             )
-        split = split.merge(fit.foreground)  # type: ignore[union-attr,arg-type]
+        split = split.merge(other)
     return split
 
 
@@ -320,6 +322,6 @@ def _merged_configuration(
     )
     if split is None:
         config.update(foreground_threshold_sigma=None, foreground_from=None)
-    for key in ("seconds", "patches_per_s", "peak_rss_mb"):
+    for key in ("seconds", "patches_per_s", "peak_rss_mb", "peak_gpu_mb"):
         config.pop(key, None)
     return config

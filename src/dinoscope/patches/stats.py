@@ -24,10 +24,12 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["PatchStatistics", "StatisticsAccumulator", "combine_moments"]
+__all__ = ["Moments", "PatchStatistics", "StatisticsAccumulator", "combine_moments", "compute_moments"]
 
 #: Rows reduced at once on the device: bounds the float64 working copy (16,384 x 1,024 x 8 B = 128 MiB).
 _ROWS_PER_STEP = 16_384
+#: ``(n, mean (D,), scatter (D, D))`` of a set of patches, float64 tensors.
+Moments = tuple[int, "torch.Tensor", "torch.Tensor"]
 
 
 def combine_moments(
@@ -193,26 +195,16 @@ class StatisticsAccumulator:
         """Add an (M, D) tensor of patches (any float dtype); returns self."""
         return self.add(*self.moments(x))
 
-    def moments(self, x: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+    def moments(self, x: torch.Tensor) -> Moments:
         """``(n, mean, scatter)`` of an (M, D) tensor in float64 on this accumulator's device; nothing is added.
 
-        Rows are reduced in chunks (bounded float64 working memory) and combined pairwise. Computing the
-        moments of a whole batch before :meth:`add` keeps the running state unchanged when the batch fails
-        midway (e.g. CUDA out of memory), so it can be retried with a smaller batch.
+        See :func:`compute_moments`: computing the moments of a whole batch before :meth:`add` keeps the
+        running state unchanged when the batch fails midway (e.g. CUDA out of memory), so it can be retried
+        with a smaller batch.
         """
-        import torch
-
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"expected (M, {self.dim}) patches; got shape {tuple(x.shape)}")
-        n = 0
-        mean = torch.zeros(self.dim, dtype=torch.float64, device=self.mean.device)
-        scatter = torch.zeros((self.dim, self.dim), dtype=torch.float64, device=self.mean.device)
-        for start in range(0, x.shape[0], _ROWS_PER_STEP):
-            chunk = x[start : start + _ROWS_PER_STEP].to(device=self.mean.device, dtype=torch.float64)
-            chunk_mean = chunk.mean(dim=0)
-            centred = chunk - chunk_mean
-            n, mean, scatter = combine_moments(n, mean, scatter, chunk.shape[0], chunk_mean, centred.T @ centred)
-        return n, mean, scatter
+        return compute_moments(x, self.mean.device)
 
     def add(self, n: int, mean: torch.Tensor, scatter: torch.Tensor) -> StatisticsAccumulator:
         """Combine moments from :meth:`moments` into the running statistics; returns self."""
@@ -223,3 +215,32 @@ class StatisticsAccumulator:
         """The statistics so far, in host memory (the scatter matrix symmetrised against rounding)."""
         scatter = self.scatter.cpu().numpy()
         return PatchStatistics(self.n, self.mean.cpu().numpy().copy(), (scatter + scatter.T) / 2.0)
+
+
+def compute_moments(x: torch.Tensor, device: Any = None) -> Moments:
+    """``(n, mean, scatter)`` of an (M, D) tensor of patches, in float64 on ``device`` (default: ``x``'s).
+
+    Rows are reduced in chunks (bounded float64 working memory) and combined pairwise (:func:`combine_moments`).
+    Nothing is accumulated: the caller adds the moments once the whole batch is reduced.
+
+    Example:
+        >>> import torch  # doctest: +SKIP
+        >>> n, mean, scatter = compute_moments(torch.tensor([[0.0], [2.0]]))  # doctest: +SKIP
+        >>> n, float(mean[0]), float(scatter[0, 0])  # doctest: +SKIP
+        (2, 1.0, 2.0)
+    """
+    import torch
+
+    if x.ndim != 2:
+        raise ValueError(f"expected (M, D) patches; got shape {tuple(x.shape)}")
+    device = x.device if device is None else device
+    dim = x.shape[1]
+    n = 0
+    mean = torch.zeros(dim, dtype=torch.float64, device=device)
+    scatter = torch.zeros((dim, dim), dtype=torch.float64, device=device)
+    for start in range(0, x.shape[0], _ROWS_PER_STEP):
+        chunk = x[start : start + _ROWS_PER_STEP].to(device=device, dtype=torch.float64)
+        chunk_mean = chunk.mean(dim=0)
+        centred = chunk - chunk_mean
+        n, mean, scatter = combine_moments(n, mean, scatter, chunk.shape[0], chunk_mean, centred.T @ centred)
+    return n, mean, scatter
