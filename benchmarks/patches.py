@@ -76,7 +76,7 @@ def child_fit(model: str, size: int, n: int, batch: int, out: Path) -> dict:
         source=VIDEO,
         out=out,
         model=model,
-        image_size=size,
+        input_size=size,
         components=8,
         frames_per_clip=n,
         batch_size=batch,

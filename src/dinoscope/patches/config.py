@@ -1,4 +1,8 @@
-"""Validated settings of ``dinoscope patches fit`` and ``dinoscope patches render`` (API, YAML and CLI alike)."""
+"""Validated settings of ``dinoscope patches fit`` and ``dinoscope patches render`` (API, YAML and CLI alike).
+
+Composed from the shared option groups of :mod:`dinoscope.options` (source, model, runtime, stride, output)
+and the two groups only patch PCA has, declared here.
+"""
 
 from __future__ import annotations
 
@@ -8,108 +12,97 @@ from typing import Literal
 from pydantic import Field
 
 from dinoscope.config import StrictModel
+from dinoscope.options import (
+    FrameOptions,
+    ModelOptions,
+    OutputOptions,
+    RuntimeOptions,
+    SourceOptions,
+    StrideOptions,
+    WorkersOptions,
+)
 
-__all__ = ["PatchFitConfig", "PatchRenderConfig"]
+__all__ = [
+    "DEFAULT_COMPONENTS",
+    "DEFAULT_INPUT_SIZE",
+    "ComponentsOptions",
+    "PatchFitConfig",
+    "PatchFitOptions",
+    "PatchRenderConfig",
+    "PatchRenderOptions",
+]
 
-
-class PatchFitConfig(StrictModel):
-    """Settings of ``dinoscope patches fit``.
-
-    Attributes:
-        source: Image or video file, folder of images/videos, ``subject/clip`` tree, or a dataset.
-        out: The PCA JSON to write (its statistics go to ``<stem>.stats.npz`` beside it).
-        model: Registry name, ``timm:<name>``, ``onnx:<file>``, a local folder or a DINOv2 ``.pth``.
-        image_size: Square model input side (a multiple of the patch size: 224 -> 16 x 16 DINOv2 patches,
-            518 -> 37 x 37).
-        components: Principal components kept in the JSON.
-        layout: ``auto``, ``folder`` (plain files) or ``dataset`` (labelled dataset via ``read_dataset``).
-        in_boxes: Dataset layout: only the patches whose centre lies in a box.
-        shard: ``k/n``: only every n-th clip from the k-th (0-based), to fit parts separately and merge them.
-        max_samples: At most this many frames/images in total, shared evenly over the clips.
-        frames_per_clip: Frames spread uniformly over each clip.
-        stride: Keep every k-th frame (or image) of each clip.
-        resize: ``squash`` (whole frame to S x S) or ``center`` (shorter side to S, central square).
-        foreground: Fit the components on foreground patches only (DINOv2 recipe; two passes).
-        fg_threshold: Threshold on the first component, in its standard deviations (0: at the mean).
-        foreground_from: Take the foreground direction and threshold from this PCA file (implies foreground
-            mode; one pass; fits sharing the file merge exactly).
-        batch_size: Frames per forward pass (default: from free GPU memory, 32 on CPU).
-        workers: Decoding threads (0: decode between forward passes in the main thread; default: 1 on CPU, up
-            to 8 with a GPU).
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
-        weights: Local weights file for ``timm:`` models.
-        allow_download: Let the backend download missing weights.
-        overwrite: Replace an existing output.
-    """
-
-    source: Path
-    out: Path
-    model: str = "dinov2-base"
-    image_size: int = Field(224, ge=1)
-    components: int = Field(8, ge=1)
-    layout: Literal["auto", "folder", "dataset"] = "auto"
-    in_boxes: bool = False
-    shard: str | None = Field(None, pattern=r"^\d+/[1-9]\d*$")
-    max_samples: int | None = Field(None, ge=1)
-    frames_per_clip: int | None = Field(None, ge=1)
-    stride: int = Field(1, ge=1)
-    resize: Literal["squash", "center"] = "squash"
-    foreground: bool = False
-    fg_threshold: float = 0.0
-    foreground_from: Path | None = None
-    batch_size: int | None = Field(None, ge=1)
-    workers: int | None = Field(None, ge=0)
-    device: str = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    weights: str | None = None
-    allow_download: bool = False
-    overwrite: bool = False
+#: Model input side of a fit when none is given (224 -> 16 x 16 DINOv2 patches; 518 -> 37 x 37).
+DEFAULT_INPUT_SIZE = 224
 
 
-class PatchRenderConfig(StrictModel):
-    """Settings of ``dinoscope patches render``.
+#: Principal components a fit keeps when none is given.
+DEFAULT_COMPONENTS = 8
 
-    Attributes:
-        input: An image, a folder (images -> PNGs, videos -> MP4s) or a video.
-        pca: The PCA JSON written by ``patches fit`` or ``patches merge``.
-        out: A ``.png`` or ``.mp4`` file for a single input, else a folder.
-        model: Model to run (default: the one the PCA was fitted with).
-        weights: Local weights file for ``timm:`` models.
-        allow_download: Let the backend download missing weights.
-        image_size: Model input side (default: the fit's).
-        start_component: First component shown (0 = the largest-variance one).
-        n_components: 1 (grey), 2 (red/green) or 3 (RGB) components from ``start_component`` on.
-        scale: ``fit``: colours from the fit's variances (stable over a video); ``frame``: per-frame min-max.
-        clip_sigma: ``fit`` scale: +-this many standard deviations span the colour range.
-        overlay: Blend the map over the frame with this alpha instead of placing it beside the frame.
-        upsample: ``nearest`` (patch cells) or ``bilinear`` upsampling of the patch grid to the frame.
-        background: Brightness factor of background patches in foreground mode (0 = black).
-        stride: Render every k-th video frame (the output fps is divided by k).
-        max_frames: Stop each video after this many rendered frames.
-        batch_size: Frames per forward pass (default: from free GPU memory, 32 on CPU).
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
-        overwrite: Replace existing outputs.
-    """
 
-    input: Path
-    pca: Path
-    out: Path
-    model: str | None = None
-    weights: str | None = None
-    allow_download: bool = False
-    image_size: int | None = Field(None, ge=1)
-    start_component: int = Field(0, ge=0)
-    n_components: int = Field(3, ge=1, le=3)
-    scale: Literal["fit", "frame"] = "fit"
-    clip_sigma: float = Field(2.0, gt=0)
-    overlay: float | None = Field(None, ge=0.0, le=1.0)
-    upsample: Literal["nearest", "bilinear"] = "nearest"
-    background: float = Field(0.25, ge=0.0, le=1.0)
-    stride: int = Field(1, ge=1)
-    max_frames: int | None = Field(None, ge=1)
-    batch_size: int | None = Field(None, ge=1)
-    device: str = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    overwrite: bool = False
+class ComponentsOptions(StrictModel):
+    """How many principal components a PCA file keeps."""
+
+    components: int | None = Field(
+        None, ge=1, description="Principal components to keep (fit: 8; merge: the first file's)."
+    )
+
+
+class PatchFitOptions(StrictModel):
+    """What a patch PCA is fitted on and how."""
+
+    layout: Literal["auto", "folder", "dataset"] = Field(
+        "auto", description="auto, folder (plain files) or dataset (labelled, read with read_dataset)."
+    )
+    in_boxes: bool = Field(False, description="Dataset: only the patches whose centre lies in a box.")
+    shard: str | None = Field(
+        None, pattern=r"^\d+/[1-9]\d*$", description="k/n: every n-th clip from the k-th (fit parts, then merge)."
+    )
+    max_samples: int | None = Field(None, ge=1, description="At most this many frames in all, shared over clips.")
+    frames_per_clip: int | None = Field(None, ge=1, description="Frames spread uniformly over each clip.")
+    resize: Literal["squash", "center"] = Field(
+        "squash", description="squash (whole frame to S x S) or center (shorter side to S, central square)."
+    )
+    foreground: bool = Field(False, description="Fit on foreground patches only (DINOv2 recipe; two passes).")
+    fg_threshold: float = Field(0.0, description="Foreground threshold, in std of the first component.")
+    foreground_from: Path | None = Field(
+        None, description="Take the foreground direction from this PCA file (implies --foreground; fits merge)."
+    )
+
+
+class PatchFitConfig(
+    SourceOptions,
+    ModelOptions,
+    StrideOptions,
+    ComponentsOptions,
+    PatchFitOptions,
+    RuntimeOptions,
+    WorkersOptions,
+    OutputOptions,
+):
+    """Settings of ``dinoscope patches fit`` (``source``: image/video file, folder, subject/clip tree or dataset;
+    ``out``: the PCA JSON to write, its statistics go to ``<stem>.stats.npz`` beside it; ``input_size``: default
+    224; ``model``: auto = DINOv2-base when its weights are on this machine, else EfficientNet-Lite0)."""
+
+
+class PatchRenderOptions(StrictModel):
+    """How components of a patch PCA become colours."""
+
+    pca: Path = Field(description="PCA JSON from `patches fit` or `patches merge`.")
+    start_component: int = Field(0, ge=0, description="First component shown (0 = largest variance).")
+    n_components: int = Field(3, ge=1, le=3, description="1 (grey), 2 (red/green) or 3 (RGB) components.")
+    scale: Literal["fit", "frame"] = Field(
+        "fit", description="fit (stable colours from the fit's variances) or frame (per-frame min-max)."
+    )
+    clip_sigma: float = Field(2.0, gt=0, description="fit scale: +-this many std span the colour range.")
+    overlay: float | None = Field(None, ge=0.0, le=1.0, description="Blend over the frame with this alpha.")
+    upsample: Literal["nearest", "bilinear"] = Field(
+        "nearest", description="nearest (patch cells) or bilinear upsampling of the patch grid."
+    )
+    background: float = Field(0.25, ge=0.0, le=1.0, description="Foreground mode: brightness of background patches.")
+
+
+class PatchRenderConfig(SourceOptions, PatchRenderOptions, ModelOptions, FrameOptions, RuntimeOptions, OutputOptions):
+    """Settings of ``dinoscope patches render`` (``source``: an image, a video or a folder of them; ``out``: a
+    .png / .mp4 for one input, else a folder; ``model`` and ``input_size``: auto / default = the fit's;
+    ``stride``: render every k-th video frame, the output fps divided by k)."""

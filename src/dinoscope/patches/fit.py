@@ -25,7 +25,7 @@ from dinoscope.embed.base import Backend
 from dinoscope.embed.runtime_stats import peak_rss_mb
 from dinoscope.errors import ConfigError, DinoscopeError
 from dinoscope.outputs import prepare_output_files
-from dinoscope.patches.config import PatchFitConfig
+from dinoscope.patches.config import DEFAULT_COMPONENTS, DEFAULT_INPUT_SIZE, PatchFitConfig
 from dinoscope.patches.files import PatchPCAFit, read_pca_file, sidecar_path, write_pca_file
 from dinoscope.patches.model import create_patch_backend
 from dinoscope.patches.passes import PassResult, PassRunner
@@ -54,6 +54,7 @@ def fit_patches(**kwargs: Any) -> PatchPCAFit:
 
 def fit_patches_from_config(config: PatchFitConfig) -> PatchPCAFit:
     """Run the fit described by a validated config (see :func:`fit_patches`) and write the PCA file."""
+    config = _resolved(config)
     prepare_output_files(config.out.parent, [config.out.name, sidecar_path(config.out).name], config.overwrite)
     clips, layout = find_clips(config.source, config.layout, config.in_boxes)
     try:
@@ -65,7 +66,13 @@ def fit_patches_from_config(config: PatchFitConfig) -> PatchPCAFit:
     quotas = plan_quotas(len(clips), config.frames_per_clip, config.max_samples)
     given = read_pca_file(config.foreground_from) if config.foreground_from is not None else None
     backend = create_patch_backend(
-        config.model, config.image_size, config.device, config.precision, config.weights, config.allow_download
+        config.model,
+        config.input_size,
+        config.device,
+        config.precision,
+        config.weights,
+        config.allow_download,
+        compile=config.compile,
     )
     dim = backend.spec.patch_dim
     if dim and config.components > dim:
@@ -174,12 +181,12 @@ def _configuration(
     forwarded = sum(p["patches_forwarded"] for p in runner.passes)
     skipped = dict(list(runner.failures.items())[:_MAX_SKIPPED_LISTED])
     return {
-        "image_size": config.image_size,
+        "image_size": config.input_size,
         "model_name": config.model,
         "embed_dim": first.embed_dim,
         "patches_per_frame": h * w,
         "grid_size": [h, w],
-        "patch_size": spec.patch_size or (config.image_size // w if w else 0),
+        "patch_size": spec.patch_size or (config.input_size // w if w else 0),
         "total_patches": int(stats.n),
         "total_frames": first.n_frames,
         "unique_subjects": 0,
@@ -213,3 +220,23 @@ def _configuration(
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "dinoscope_version": __version__,
     }
+
+
+def _resolved(config: PatchFitConfig) -> PatchFitConfig:
+    """The config with its defaults made concrete: ``out`` given, the ``auto`` model chosen, input side 224,
+    every frame, foreground mode when its direction comes from a file."""
+    from dinoscope.embed.registry import resolve_model
+
+    if config.out is None:
+        raise ConfigError("patches fit needs --out: the PCA JSON to write")
+    model, note = resolve_model(config.model)
+    if note:
+        logger.info("patch model: %s", note)
+    update = {
+        "model": model,
+        "input_size": config.input_size or DEFAULT_INPUT_SIZE,
+        "components": config.components or DEFAULT_COMPONENTS,
+        "stride": config.stride or 1,
+        "foreground": config.foreground or config.foreground_from is not None,
+    }
+    return config.model_copy(update=update)

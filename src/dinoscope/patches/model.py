@@ -7,6 +7,7 @@ its device and precision (``auto``: the rule of :func:`dinoscope.embed.runtime.r
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from dinoscope._deps import require
@@ -22,8 +23,10 @@ def create_patch_backend(
     image_size: int | None,
     device: str = "auto",
     precision: str = "auto",
-    weights: str | None = None,
+    weights: str | Path | None = None,
     allow_download: bool = False,
+    *,
+    compile: bool = False,
 ) -> Backend:
     """A backend from the embedding registry with its input size fixed, on its device.
 
@@ -34,6 +37,7 @@ def create_patch_backend(
         precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``; state ``fp32`` to compare with fp32 references.
         weights: Local weights file (``timm:<name>`` models only).
         allow_download: Let the backend download missing weights.
+        compile: ``torch.compile`` the model.
 
     Raises:
         MissingDependencyError: torch is not installed.
@@ -54,5 +58,5 @@ def create_patch_backend(
             raise ConfigError(
                 f"--weights applies to timm:<name> models; for {model!r} pass the weights file or folder as --model"
             )
-        options["weights"] = weights
-    return place_backend(create_backend(model, **options), device, precision)
+        options["weights"] = str(weights)
+    return place_backend(create_backend(model, **options), device, precision, compile=compile)

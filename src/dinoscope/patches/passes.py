@@ -233,9 +233,9 @@ class PassRunner:
         from dinoscope.progress import ProgressBar
 
         result = PassResult(model=self.backend.spec.name)
-        reducer = PatchReducer(self.backend, split, collect_all, self.config.image_size)
+        reducer = PatchReducer(self.backend, split, collect_all, self.config.input_size)
         if not self.batch_size:  # the probe's blank frames are reduced but never added
-            self.batch_size = choose_batch_size(reducer.reduce, self.config.image_size, self.device_type)
+            self.batch_size = choose_batch_size(reducer.reduce, self.config.input_size, self.device_type)
         result.batch_size = self.batch_size
         forward = ChunkedForward(reducer, self.batch_size)
         jobs: list[Callable[[], Iterator[Sample]]] = [
@@ -246,7 +246,7 @@ class PassRunner:
         with measure_throughput(self.device_type) as meter, bar:
             for batch in iter_input_batches(
                 jobs,
-                self.config.image_size,
+                self.config.input_size,
                 self.batch_size,
                 resize=self.config.resize,
                 interpolation=self.backend.spec.interpolation,
@@ -276,4 +276,4 @@ class PassRunner:
             else:
                 n = -(-len(clip.images) // self.config.stride)
                 total += n if quota is None else min(n, quota)
-        return total * (self.config.image_size // patch) ** 2
+        return total * (self.config.input_size // patch) ** 2

@@ -73,6 +73,9 @@ def render_patches(**kwargs: Any) -> RenderResult:
 def render_patches_from_config(config: PatchRenderConfig) -> RenderResult:
     """Run the rendering described by a validated config (see :func:`render_patches`)."""
     started = time.perf_counter()
+    if config.out is None:
+        raise ConfigError("patches render needs --out: a .png / .mp4 for one input, else a folder")
+    config = config.model_copy(update={"stride": config.stride or 1})
     fit = read_pca_file(config.pca)
     k = fit.pca.components_.shape[0]
     if config.start_component + config.n_components > k:
@@ -82,10 +85,10 @@ def render_patches_from_config(config: PatchRenderConfig) -> RenderResult:
             "or refit with more --components"
         )
     jobs = _plan(config)
-    model_name = config.model or str(fit.configuration.get("model_name"))
-    size = config.image_size or int(fit.configuration["image_size"])
+    model_name = config.model if config.model != "auto" else str(fit.configuration.get("model_name"))
+    size = config.input_size or int(fit.configuration["image_size"])
     backend = create_patch_backend(
-        model_name, size, config.device, config.precision, config.weights, config.allow_download
+        model_name, size, config.device, config.precision, config.weights, config.allow_download, compile=config.compile
     )
     _check_model(fit, backend, config.pca, model_name)
     projector = ComponentProjector(backend, fit, config, size)
@@ -107,7 +110,7 @@ def render_patches_from_config(config: PatchRenderConfig) -> RenderResult:
 
 def _plan(config: PatchRenderConfig) -> list[tuple[Path, Path]]:
     """(input, output) pairs; outputs checked against overwriting before any work."""
-    src, out = Path(config.input).expanduser(), Path(config.out)
+    src, out = Path(config.source).expanduser(), Path(config.out)
     if src.is_file():
         if not (is_image_file(src) or is_video_file(src)):
             raise DatasetFormatError(f"{src}: neither an image nor a video; expected an image, a video or a folder")

@@ -14,7 +14,7 @@ from pydantic import Field
 from dinoscope.config import StrictModel, build_config
 from dinoscope.options import OutputOptions
 from dinoscope.patches import PatchPCAFit, fit_patches, render_patches
-from dinoscope.patches.config import PatchFitConfig, PatchRenderConfig
+from dinoscope.patches.config import ComponentsOptions, PatchFitConfig, PatchRenderConfig
 
 __all__ = [
     "PatchFitConfig",
@@ -31,13 +31,12 @@ class PatchMergeOptions(StrictModel):
     """Which fits to merge and how."""
 
     files: list[Path] = Field(description="PCA JSON files (their .stats.npz beside them).")
-    components: int | None = Field(None, ge=1, description="Components to keep (default: the first file's).")
     drop_foreground: bool = Field(
         False, description="Merge the all-patch statistics only (fits with different foreground directions)."
     )
 
 
-class PatchMergeConfig(PatchMergeOptions, OutputOptions):
+class PatchMergeConfig(PatchMergeOptions, ComponentsOptions, OutputOptions):
     """Settings of ``dinoscope patches merge`` (``out``: the merged PCA JSON, required)."""
 
 
