@@ -9,6 +9,7 @@ for booleans, choices for ``Literal`` types, repeatable options for lists. Every
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,37 @@ from dinoscope.config import StrictModel, settings_with_file
 __all__ = ["Display", "Invocation", "config_command", "option_names"]
 
 CONFIG_HELP = "YAML file of these settings (flags given on the command line win over it)."
+#: Help panels of the option groups (a group not listed gets its own, named after it).
+PANELS = {
+    "DatasetOptions": "Dataset",
+    "SelectOptions": "Dataset",
+    "ClassesOptions": "Dataset",
+    "SourceOptions": "Source",
+    "FrameOptions": "Video frames",
+    "StrideOptions": "Video frames",
+    "SamplingOptions": "Video frames",
+    "ModelOptions": "Model",
+    "PoolingOptions": "Model",
+    "CropOptions": "Crops",
+    "DeviceOptions": "Runtime",
+    "RuntimeOptions": "Runtime",
+    "WorkersOptions": "Runtime",
+    "CacheOptions": "Cache and store",
+    "AnalysisOptions": "Analysis",
+    "SeedOptions": "Analysis",
+    "StoreOptions": "Analysis",
+    "AnalyzeStepOptions": "Output",
+    "ReportStepOptions": "Output",
+    "PipelineOptions": "Output",
+    "OutputOptions": "Output",
+    "ResumeOptions": "Output",
+    "DetectOptions": "Detector",
+    "ComponentsOptions": "PCA",
+    "PatchFitOptions": "PCA",
+    "PatchMergeOptions": "PCA",
+    "PatchRenderOptions": "Colours",
+    "ReportOptions": "Report",
+}
 
 
 @dataclass(frozen=True)
@@ -72,9 +104,10 @@ def config_command(
         >>> app.command("check")(config_command(CheckConfig, _check, arguments=("dataset",)))  # doctest: +SKIP
     """
     fields = schema.model_fields
+    panels = _panels(schema)
     params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
     params += [_argument(name, fields[name]) for name in arguments]
-    params += [_option(name, info) for name, info in fields.items() if name not in arguments]
+    params += [_option(name, fields[name], panels[name]) for name in panels if name not in arguments]
     params.append(
         inspect.Parameter(
             "config",
@@ -131,29 +164,42 @@ def _given(ctx: typer.Context, name: str) -> bool:
     return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
+def _panels(schema: type[StrictModel]) -> dict[str, str]:
+    """Every field -> the help panel of the option group declaring it, in the order the groups are composed."""
+    out: dict[str, str] = {}
+    for cls in schema.__mro__:
+        own = [n for n in getattr(cls, "__annotations__", {}) if n in schema.model_fields and n not in out]
+        title = re.sub(r"(Options|Config)$", "", cls.__name__)
+        title = PANELS.get(cls.__name__) or re.sub(r"(?<=[a-z])(?=[A-Z])", " ", title).capitalize() or "Options"
+        for name in own:
+            out[name] = title
+    return out
+
+
 def _argument(name: str, info: FieldInfo) -> inspect.Parameter:
+    metavar = name.upper() + ("..." if typing.get_origin(info.annotation) is list else "")
+    argument = typer.Argument(help=info.description or "", metavar=metavar, show_default=not info.is_required())
     if info.is_required():
         return inspect.Parameter(
-            name,
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
-            annotation=Annotated[info.annotation, typer.Argument(help=info.description or "", show_default=False)],
+            name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[info.annotation, argument]
         )
     return inspect.Parameter(
         name,
         inspect.Parameter.POSITIONAL_OR_KEYWORD,
         default=info.default,
-        annotation=Annotated[info.annotation, typer.Argument(help=info.description or "")],
+        annotation=Annotated[info.annotation, argument],
     )
 
 
-def _option(name: str, info: FieldInfo) -> inspect.Parameter:
+def _option(name: str, info: FieldInfo, panel: str) -> inspect.Parameter:
     extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
     flag = "--" + name.replace("_", "-")
     annotation = _cli_type(info.annotation)
-    flags = [f"{flag}/--no-{flag[2:]}"] if annotation is bool or annotation == bool | None else [flag]
+    is_bool = annotation is bool or annotation == bool | None
+    flags = [f"{flag}/--no-{flag[2:]}"] if is_bool and not name.startswith("no_") else [flag]
     if extra.get("short"):
         flags.append(str(extra["short"]))
-    option = Annotated[annotation, typer.Option(*flags, help=info.description or "")]
+    option = Annotated[annotation, typer.Option(*flags, help=info.description or "", rich_help_panel=panel)]
     if info.is_required():
         return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=option)
     default = info.get_default(call_default_factory=True)
