@@ -43,6 +43,8 @@ def build_config(schema: type[M], /, **values: Any) -> M:
             key = ".".join(str(p) for p in err["loc"]) or "(config)"
             if err["type"] == "extra_forbidden":
                 problems.append(f"unknown key '{key}'")
+            elif err["type"] == "missing":
+                problems.append(f"'{key}' is required (--{key.replace('_', '-')}, or the key in a --config file)")
             else:
                 problems.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
         allowed = ", ".join(schema.model_fields)

@@ -91,3 +91,13 @@ def test_unknown_config_key_is_one_clear_error(tmp_path: Path) -> None:
     res = runner.invoke(app, ["embed", str(tmp_path), "-c", str(config)])
     assert res.exit_code == 1
     assert "unknown key 'image_size'" in res.output and "input_size" in res.output
+
+
+@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+def test_every_command_reads_its_config_file(tmp_path: Path, name: str) -> None:
+    config = tmp_path / "settings.yaml"
+    config.write_text(yaml.safe_dump({"not_a_setting": 1}))
+    arguments = [str(tmp_path)] * len([p for p in _command(name).params if p.param_type_name == "argument"])
+    res = runner.invoke(app, [*name.split(), *arguments, "--config", str(config)])
+    assert res.exit_code == 1, res.output
+    assert "unknown key 'not_a_setting'" in res.stderr and "Allowed keys" in res.stderr

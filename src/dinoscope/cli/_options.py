@@ -200,7 +200,8 @@ def _option(name: str, info: FieldInfo, panel: str) -> inspect.Parameter:
     if extra.get("short"):
         flags.append(str(extra["short"]))
     option = Annotated[annotation, typer.Option(*flags, help=info.description or "", rich_help_panel=panel)]
-    if info.is_required():
-        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=option)
+    if info.is_required():  # may come from the --config file: the config reports it when missing from both
+        option = Annotated[annotation | None, typer.Option(*flags, help=info.description or "", rich_help_panel=panel)]
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=option)
     default = info.get_default(call_default_factory=True)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=option)
