@@ -27,6 +27,9 @@ from dinoscope.errors import (
 
 if TYPE_CHECKING:
     from dinoscope.io import (
+        iter_frames,
+        list_videos,
+        probe_video,
         read_class_folders,
         read_coco,
         read_dataset,
@@ -41,7 +44,6 @@ if TYPE_CHECKING:
     )
     from dinoscope.io.checks import CheckReport, run_checks
     from dinoscope.table import ObjectTable
-    from dinoscope.video import iter_frames, list_videos, probe_video
 
 __all__ = [
     "BackendError",
@@ -76,9 +78,9 @@ _LAZY = {
     "ObjectTable": "dinoscope.table",
     "CheckReport": "dinoscope.io.checks",
     "run_checks": "dinoscope.io.checks",
-    "iter_frames": "dinoscope.video",
-    "list_videos": "dinoscope.video",
-    "probe_video": "dinoscope.video",
+    "iter_frames": "dinoscope.io",
+    "list_videos": "dinoscope.io",
+    "probe_video": "dinoscope.io",
     **{
         name: "dinoscope.io"
         for name in (

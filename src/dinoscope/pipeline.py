@@ -243,8 +243,8 @@ def select_objects(table: ObjectTable, config: PipelineConfig) -> ObjectTable:
 def _read(config: PipelineConfig) -> ObjectTable:
     from dinoscope.io.dataset import read_dataset
     from dinoscope.io.images import list_images
+    from dinoscope.io.video_files import is_video_file, list_videos
     from dinoscope.io.videos import read_video_frames
-    from dinoscope.video.frames import is_video_file, list_videos
 
     path = config.dataset
     if path.is_file():

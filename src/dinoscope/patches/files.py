@@ -21,9 +21,9 @@ import numpy as np
 from dinoscope._version import __version__
 from dinoscope.errors import ConfigError, DatasetFormatError
 from dinoscope.io._output import prepare_output_files
+from dinoscope.io.images import hash_file
 from dinoscope.patches.pca import ForegroundSplit, PatchPCA
 from dinoscope.patches.stats import PatchStatistics
-from dinoscope.video._stream import hash_file
 
 __all__ = ["FORMAT", "PatchPCAFit", "merge_fits", "read_pca_file", "sidecar_path", "write_pca_file"]
 

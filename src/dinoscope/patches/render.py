@@ -28,12 +28,12 @@ from dinoscope.embed.base import Backend
 from dinoscope.errors import BackendError, ConfigError, DatasetFormatError
 from dinoscope.io._output import prepare_output_files
 from dinoscope.io.images import is_image_file, list_files, read_image
+from dinoscope.io.video_files import is_video_file
 from dinoscope.patches._stream import InputGeometry, iter_input_batches
 from dinoscope.patches.config import PatchRenderConfig
 from dinoscope.patches.files import PatchPCAFit, read_pca_file
 from dinoscope.patches.fit import create_patch_backend
 from dinoscope.patches.sources import Sample
-from dinoscope.video.frames import is_video_file
 
 __all__ = ["RenderResult", "compose_panels", "compute_component_rgb", "render_patches", "render_patches_from_config"]
 
@@ -305,7 +305,8 @@ def _render_images(pairs: list[tuple[Path, Path]], projector: _Projector, config
 
 
 def _render_video(src: Path, dst: Path, projector: _Projector, config: PatchRenderConfig, bar: Any) -> int:
-    from dinoscope.video.frames import iter_frames, probe_video
+    from dinoscope.io.frames import iter_frames
+    from dinoscope.io.video_files import probe_video
 
     info = probe_video(src)
     fps = Fraction(info.fps or 25.0).limit_denominator(100_000) / config.stride

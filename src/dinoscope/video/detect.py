@@ -1,6 +1,6 @@
 """The single decoding pass: frames -> detections -> sampled objects, their crops cut while the frame is in memory.
 
-Each video is decoded once, sequentially, at the stride (:func:`~dinoscope.video.frames.iter_frames`);
+Each video is decoded once, sequentially, at the stride (:func:`~dinoscope.io.frames.iter_frames`);
 frames go to the detector in batches; the detections of the chosen classes are filtered for
 near-duplicates and offered to the per-class sampler (:mod:`dinoscope.video.sampling`), and the crops of
 the detections it holds are cut from the frame at once (the model's input size, the run's crop spec).
@@ -29,17 +29,18 @@ from dinoscope.embed.crops import cut_crops
 from dinoscope.embed.spec import CropSpec, ModelSpec
 from dinoscope.errors import DinoscopeError, VideoError
 from dinoscope.io._build import relpath
-from dinoscope.io.images import hash_bytes, read_image
+from dinoscope.io.frames import iter_frames
+from dinoscope.io.images import hash_bytes, hash_file, read_image
+from dinoscope.io.prefetch import batched, prefetch
+from dinoscope.io.video_files import probe_video
 from dinoscope.table import IMAGE_COLUMNS, ObjectTable, compute_object_ids
-from dinoscope.video._stream import batched, hash_file, list_sources, prefetch
 from dinoscope.video.detectors.base import Detections
-from dinoscope.video.frames import iter_frames, probe_video
 from dinoscope.video.sampling import ClassSampler, DuplicateFilter
 
 if TYPE_CHECKING:
     from dinoscope.embed.loader import MemoryCrops
 
-__all__ = ["DetectStats", "FramePass", "VideoDetections", "hash_file", "list_sources"]
+__all__ = ["DetectStats", "FramePass", "VideoDetections"]
 
 logger = logging.getLogger(__name__)
 _LOG_COLUMNS = ("source", "frame", "time_s", "x1", "y1", "x2", "y2", "score", "detector_class_id", "duplicate")
