@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dinoscope.io.checks import CheckReport, run_checks
+    from dinoscope.io.class_names import read_class_names
     from dinoscope.io.coco import read_coco, write_coco
     from dinoscope.io.dataset import FORMATS, detect_format, read_dataset
     from dinoscope.io.folders import read_class_folders, read_image_folder
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from dinoscope.io.images import IMAGE_EXTENSIONS, list_images, probe_image, read_image
     from dinoscope.io.masks import read_masks
     from dinoscope.io.mmpretrain import read_mmpretrain
+    from dinoscope.io.predictions import read_predictions
     from dinoscope.io.video_files import VIDEO_EXTENSIONS, VideoInfo, is_video_file, list_videos, probe_video
     from dinoscope.io.voc import read_voc
     from dinoscope.io.yolo import read_yolo
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "CheckReport": "checks",
     "run_checks": "checks",
+    "read_class_names": "class_names",
     "read_coco": "coco",
     "write_coco": "coco",
     "FORMATS": "dataset",
@@ -52,6 +55,7 @@ _WHERE = {
     "read_image": "images",
     "read_masks": "masks",
     "read_mmpretrain": "mmpretrain",
+    "read_predictions": "predictions",
     "read_voc": "voc",
     "read_yolo": "yolo",
     "write_yolo": "yolo_writer",
@@ -72,12 +76,14 @@ __all__ = [
     "probe_image",
     "probe_video",
     "read_class_folders",
+    "read_class_names",
     "read_coco",
     "read_dataset",
     "read_image",
     "read_image_folder",
     "read_masks",
     "read_mmpretrain",
+    "read_predictions",
     "read_voc",
     "read_yolo",
     "run_checks",

@@ -28,11 +28,12 @@ from pydantic import Field, model_validator
 from dinoscope.config import StrictModel, build_config
 from dinoscope.embed.spec import CropSpec, ModelSpec
 from dinoscope.errors import DinoscopeError
+from dinoscope.io.class_names import read_class_names
 from dinoscope.io.videos import list_sources
 from dinoscope.run import RunDir
 from dinoscope.table import ObjectTable
 from dinoscope.video.detect import FramePass, VideoDetections
-from dinoscope.video.detectors.base import Detector, read_class_names, resolve_classes
+from dinoscope.video.detectors.base import Detector, resolve_classes
 from dinoscope.video.sampling import ClassSampler, DuplicateFilter
 
 __all__ = [
