@@ -7,7 +7,8 @@ Decoding is not here: a video is a source like any other, probed and decoded seq
 - :mod:`dinoscope.video.detectors`: YOLOX / YOLOv8/11 ONNX and Ultralytics ``.pt`` detectors, and detections
   read from files (:mod:`dinoscope.io.predictions`);
 - :mod:`dinoscope.video.sampling`: near-duplicate filter and per-class reservoir sampler;
-- :mod:`dinoscope.video.detect`: the single decode-and-detect pass;
+- :mod:`dinoscope.video.detect`: the single decode-and-detect pass (:mod:`dinoscope.video.detection_log` holds what
+  it keeps: the detection log, the sampled crops and the resulting object table);
 - :mod:`dinoscope.video.pipeline`: ``detect_video`` and ``run_video`` (the ``dinoscope video`` command).
   See docs/video.md.
 
