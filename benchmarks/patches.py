@@ -50,8 +50,8 @@ def random_dinov2_small(folder: Path) -> Path:
 
 def decoded_frames(n: int, size: int) -> np.ndarray:
     """The first n frames of the video, resized to the model input, held in memory (not timed)."""
+    from dinoscope.io.frames import iter_frames
     from dinoscope.patches._stream import prepare_input
-    from dinoscope.video.frames import iter_frames
 
     return np.stack([prepare_input(f.image, size)[0] for f in iter_frames(VIDEO, max_frames=n)])
 

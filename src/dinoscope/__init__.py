@@ -32,6 +32,9 @@ from dinoscope.errors import (
 if TYPE_CHECKING:
     from dinoscope.embed.registry import create_backend, list_models
     from dinoscope.io import (
+        iter_frames,
+        list_videos,
+        probe_video,
         read_class_folders,
         read_coco,
         read_dataset,
@@ -48,7 +51,6 @@ if TYPE_CHECKING:
     from dinoscope.report import build_report
     from dinoscope.run import Run
     from dinoscope.table import ObjectTable
-    from dinoscope.video import iter_frames, list_videos, probe_video
     from dinoscope.workflows.analyze import analyze
     from dinoscope.workflows.check import check
     from dinoscope.workflows.pipeline import run_pipeline
@@ -104,9 +106,9 @@ _LAZY = {
     "ObjectTable": "dinoscope.table",
     "CheckReport": "dinoscope.io.checks",
     "run_checks": "dinoscope.io.checks",
-    "iter_frames": "dinoscope.video",
-    "list_videos": "dinoscope.video",
-    "probe_video": "dinoscope.video",
+    "iter_frames": "dinoscope.io",
+    "list_videos": "dinoscope.io",
+    "probe_video": "dinoscope.io",
     **{
         name: "dinoscope.io"
         for name in (

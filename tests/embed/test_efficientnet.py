@@ -93,7 +93,7 @@ def test_registry_name_creates_it() -> None:
 
 
 def test_bottles_in_a_real_video_frame_are_bottles(backend: EfficientNetLite0Backend, bottle_video: Path) -> None:
-    from dinoscope.video import iter_frames
+    from dinoscope.io import iter_frames
 
     frame = next(iter(iter_frames(bottle_video, stride=1, max_frames=1))).image
     image = Image.fromarray(frame)

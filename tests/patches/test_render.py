@@ -11,6 +11,7 @@ from PIL import Image
 
 from dinoscope.errors import BackendError, ConfigError, DatasetFormatError, OutputExistsError
 from dinoscope.io.images import read_image
+from dinoscope.io.video_files import probe_video
 from dinoscope.patches import (
     PatchPCAFit,
     compute_component_rgb,
@@ -20,7 +21,6 @@ from dinoscope.patches import (
     render_patches,
 )
 from dinoscope.patches._stream import prepare_input
-from dinoscope.video.frames import probe_video
 from tests.patches.helpers import object_image, write_image
 
 pytest.importorskip("av")

@@ -41,7 +41,7 @@ def test_every_thumbnail_shows_its_object(planted: Planted) -> None:
 
 def test_video_frames_are_decoded_in_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("av")
-    from dinoscope.video import frames as frames_module
+    from dinoscope.io import frames as frames_module
     from tests.video.helpers import write_video
 
     colors = [np.array([40 + 17 * i, 200 - 13 * i, (90 * i) % 256], np.uint8) for i in range(12)]

@@ -10,8 +10,9 @@ import pytest
 
 from dinoscope.errors import BackendError, ConfigError, MissingDependencyError
 from dinoscope.geometry import box_iou
-from dinoscope.video import iter_frames
-from dinoscope.video.detectors import create_detector, letterbox, read_class_names, resolve_classes
+from dinoscope.io import iter_frames
+from dinoscope.io.class_names import read_class_names
+from dinoscope.video.detectors import create_detector, letterbox, resolve_classes
 from tests.video.helpers import BLOCKS_HW, BLUE_BOX, RED_BOX, write_yolov8_onnx
 
 pytest.importorskip("onnxruntime")

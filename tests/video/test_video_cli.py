@@ -209,7 +209,7 @@ def test_an_existing_run_is_refused_then_overwritten(tmp_path: Path) -> None:
 def test_detector_over_a_folder_of_images(bottle_video: Path, tmp_path: Path) -> None:
     if not YOLOX.is_file():
         pytest.skip("../shared/models/yolox-nano is not available")
-    from dinoscope.video import iter_frames
+    from dinoscope.io import iter_frames
 
     for frame in iter_frames(bottle_video, stride=300):  # frames 0, 300, 600, 900: 3, 2, 1, 3 bottles (by eye)
         Image.fromarray(frame.image).save(tmp_path / f"shot{frame.index}.png")

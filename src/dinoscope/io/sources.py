@@ -19,7 +19,7 @@ __all__ = ["is_video_source", "read_source", "select_objects"]
 def is_video_source(path: Path) -> bool:
     """A video file, or a folder of videos without images (a dataset with a video beside it stays a dataset)."""
     from dinoscope.io.images import list_images
-    from dinoscope.video.frames import is_video_file, list_videos
+    from dinoscope.io.video_files import is_video_file, list_videos
 
     if path.is_file():
         return is_video_file(path)

@@ -1,9 +1,11 @@
-"""Videos as images: sampled frames of one video or a folder of videos as whole-frame objects.
+"""Videos as sources: sampled frames as whole-frame objects, selected frames decoded in one pass, and the
+videos and images under a path.
 
 ``read_video_frames`` plans which frames to take from each video's header (frame count and rate, no
-decoding beyond the first frame that ``probe_video`` checks), so building the table is instant; the frames
-are decoded later, sequentially and once, by whatever reads them (the embedding engine, the quality
-measures, the report's thumbnails).
+decoding beyond the first frame that :func:`~dinoscope.io.video_files.probe_video` checks), so building the
+table is instant; the frames are decoded later, sequentially and once, by whatever reads them (the
+embedding engine, the quality measures, the report's thumbnails). ``list_sources`` finds what a detector
+runs over (``dinoscope video``).
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dinoscope.errors import DatasetFormatError, VideoError
+from dinoscope.errors import DatasetFormatError, DinoscopeError, VideoError
+from dinoscope.io.frames import iter_frames
+from dinoscope.io.images import hash_file, is_image_file, list_images
+from dinoscope.io.video_files import is_video_file, list_videos, probe_video
 from dinoscope.table import ObjectTable, compute_object_ids
 from dinoscope.types import Finding
 
-__all__ = ["DEFAULT_EVERY_S", "iter_selected_frames", "plan_frames", "read_video_frames"]
+__all__ = ["DEFAULT_EVERY_S", "iter_selected_frames", "list_sources", "plan_frames", "read_video_frames"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +88,6 @@ def read_video_frames(
     Example:
         >>> table = read_video_frames("line-camera.mp4", every_s=2)  # doctest: +SKIP
     """
-    from dinoscope.io.images import hash_file
-    from dinoscope.video.frames import is_video_file, list_videos, probe_video
-
     path = Path(path).expanduser()
     if path.is_file():
         if not is_video_file(path):
@@ -173,9 +175,6 @@ def iter_selected_frames(
         ``(rows of that frame, (H, W, 3) RGB uint8, "")``; when the video cannot be read, or ends before
         some frames, one last ``(the rows left, None, reason)``. Decoding stops after the last wanted frame.
     """
-    from dinoscope.errors import DinoscopeError
-    from dinoscope.video.frames import iter_frames
-
     frames, rows = np.asarray(frames), np.asarray(rows)
     if not len(frames):
         return
@@ -192,3 +191,36 @@ def iter_selected_frames(
         return
     if wanted:
         yield rows[np.isin(frames, list(wanted))], None, f"{path}: frame(s) {sorted(wanted)[:5]} not in the video"
+
+
+def list_sources(path: str | Path, exclude: Path | None = None) -> tuple[Path, list[Path], list[Path]]:
+    """(root, videos, images) for a video file, an image file or a folder (searched recursively).
+
+    Args:
+        path: The video, image or folder.
+        exclude: A folder whose files are left out (the run directory, when it lies inside ``path``).
+
+    Returns:
+        The root that sources are recorded relative to (the folder, or the file's folder), then the videos
+        and the images, each sorted by path.
+
+    Raises:
+        DatasetFormatError: The path is missing or holds neither a video nor an image.
+    """
+    path = Path(path)
+    if path.is_file():
+        if is_video_file(path):
+            return path.parent, [path], []
+        if is_image_file(path):
+            return path.parent, [], [path]
+        raise DatasetFormatError(f"{path}: not a video or image file (by its extension); expected e.g. an .mp4")
+    if not path.is_dir():
+        raise DatasetFormatError(f"{path}: no such file or folder; expected a video, a folder of videos or images")
+    videos, images = list_videos(path), list_images(path)
+    if exclude is not None:
+        skip = exclude.resolve()
+        videos = [v for v in videos if skip not in v.resolve().parents]
+        images = [i for i in images if skip not in i.resolve().parents]
+    if not videos and not images:
+        raise DatasetFormatError(f"{path}: no video or image found (searched recursively); check the folder")
+    return path, videos, images

@@ -137,7 +137,7 @@ def iter_input_batches(
     """Decode and prepare samples in ``workers`` threads and yield batches of model inputs.
 
     Worker ``k`` runs jobs ``k, k + workers, ...`` and batches its own samples ahead of the model
-    (:func:`dinoscope.video._stream.prefetch`: a bounded queue, errors re-raised here, stopped when this
+    (:func:`dinoscope.io.prefetch.prefetch`: a bounded queue, errors re-raised here, stopped when this
     generator closes); batches are taken from the workers in turn, so their order does not depend on timing.
 
     Args:
@@ -154,7 +154,7 @@ def iter_input_batches(
     Raises:
         Whatever a producer raised, re-raised in the consumer.
     """
-    from dinoscope.video._stream import batched, prefetch
+    from dinoscope.io.prefetch import batched, prefetch
 
     def prepared(share: list[Callable[[], Iterator[Sample]]]) -> Iterator[tuple]:
         for job in share:

@@ -25,6 +25,7 @@ from dinoscope.embed.base import Backend
 from dinoscope.embed.runtime import ChunkedForward, choose_batch_size, device_type_of
 from dinoscope.errors import BackendError, ConfigError, DatasetFormatError
 from dinoscope.io.images import is_image_file, list_files, read_image
+from dinoscope.io.video_files import is_video_file
 from dinoscope.outputs import prepare_output_files
 from dinoscope.patches._stream import InputBatch, Resize, iter_input_batches
 from dinoscope.patches.config import PatchRenderConfig
@@ -32,7 +33,6 @@ from dinoscope.patches.files import PatchPCAFit, read_pca_file
 from dinoscope.patches.maps import ComponentProjector, compose_panels
 from dinoscope.patches.model import create_patch_backend
 from dinoscope.patches.sources import Sample
-from dinoscope.video.frames import is_video_file
 
 __all__ = ["RenderResult", "render_patches", "render_patches_from_config"]
 
@@ -173,7 +173,8 @@ def _render_images(
 
 
 def _render_video(src: Path, dst: Path, projector: ComponentProjector, config: PatchRenderConfig, bar: Any) -> int:
-    from dinoscope.video.frames import iter_frames, probe_video
+    from dinoscope.io.frames import iter_frames
+    from dinoscope.io.video_files import probe_video
 
     info = probe_video(src)
     fps = Fraction(info.fps or 25.0).limit_denominator(100_000) / config.stride

@@ -9,7 +9,7 @@ boxes so that only the patches inside a box are used.
 
 Sampling: ``stride`` keeps every k-th frame (or image) of a clip; ``frames_per_clip`` spreads N samples
 uniformly over the kept ones (videos: every ``n // N``-th frame from the first, decoded straight through with
-:func:`~dinoscope.video.frames.iter_frames`; frame folders: evenly spaced files); ``max_samples`` shares a
+:func:`~dinoscope.io.frames.iter_frames`; frame folders: evenly spaced files); ``max_samples`` shares a
 total evenly across the clips (an upper bound: short clips give fewer).
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from dinoscope.errors import DatasetFormatError, VideoError
 from dinoscope.io.images import is_image_file, list_files, read_image
-from dinoscope.video.frames import is_video_file
+from dinoscope.io.video_files import is_video_file
 
 __all__ = ["Clip", "Sample", "SourceLayout", "find_clips", "iter_clip_samples", "plan_quotas", "select_shard"]
 
@@ -260,7 +260,8 @@ def iter_clip_samples(
 def _video_samples(
     clip: Clip, index: int, quota: int | None, stride: int, failures: dict[str, str]
 ) -> Iterator[Sample]:
-    from dinoscope.video.frames import iter_frames, probe_video
+    from dinoscope.io.frames import iter_frames
+    from dinoscope.io.video_files import probe_video
 
     if clip.video is None:
         return

@@ -73,7 +73,7 @@ def _decoded(task: dict[str, Any]) -> Iterator[tuple[int, np.ndarray]]:
 
         yield -1, read_image(path, max_side=_needed_side(items, bool(task["context"])))
         return
-    from dinoscope.video.frames import iter_frames
+    from dinoscope.io.frames import iter_frames
 
     wanted, last = set(frames), max(frames)
     for frame in iter_frames(path):

@@ -20,9 +20,11 @@ from pydantic import Field, model_validator
 from dinoscope.config import StrictModel, build_config
 from dinoscope.embed.spec import CropSpec, ModelSpec
 from dinoscope.errors import DinoscopeError
+from dinoscope.io.class_names import read_class_names
+from dinoscope.io.videos import list_sources
 from dinoscope.options import ClassesOptions, DeviceOptions, FrameOptions, SourceOptions
-from dinoscope.video.detect import FramePass, VideoDetections, list_sources
-from dinoscope.video.detectors.base import Detector, read_class_names, resolve_classes
+from dinoscope.video.detect import FramePass, VideoDetections
+from dinoscope.video.detectors.base import Detector, resolve_classes
 from dinoscope.video.sampling import ClassSampler, DuplicateFilter
 
 __all__ = ["DetectConfig", "DetectOptions", "detect_from_config", "detect_video", "settings_key"]

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dinoscope.errors import BackendError
+from dinoscope.io.class_names import read_class_names
 from dinoscope.video.detectors.base import (
     Detections,
     Detector,
     compute_nms,
     letterbox,
-    read_class_names,
     resolve_classes,
 )
 
@@ -31,7 +31,6 @@ __all__ = [
     "compute_nms",
     "create_detector",
     "letterbox",
-    "read_class_names",
     "resolve_classes",
 ]
 

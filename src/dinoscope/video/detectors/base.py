@@ -1,5 +1,6 @@
 """What every detector backend shares: the :class:`Detections` record, the :class:`Detector` protocol,
-letterboxing, non-maximum suppression and class-name lists.
+letterboxing, non-maximum suppression and a model's class names (the files are read by
+:mod:`dinoscope.io.class_names`).
 
 A detector takes a list of RGB uint8 frames and returns one :class:`Detections` per frame, boxes in the
 frame's own pixels. Backends own their preprocessing (letterbox layout, channel order, scaling); the
@@ -8,7 +9,6 @@ pipeline never knows which model family it runs.
 
 from __future__ import annotations
 
-import ast
 import difflib
 import logging
 from collections.abc import Sequence
@@ -21,6 +21,7 @@ from PIL import Image
 
 from dinoscope._deps import require
 from dinoscope.errors import BackendError, ConfigError
+from dinoscope.io.class_names import NAMES_FILES, read_class_names
 
 __all__ = [
     "Detections",
@@ -28,8 +29,6 @@ __all__ = [
     "Letterbox",
     "compute_nms",
     "letterbox",
-    "parse_names",
-    "read_class_names",
     "rect_canvas",
     "resolve_classes",
 ]
@@ -38,8 +37,6 @@ logger = logging.getLogger(__name__)
 
 #: Pad value of the YOLO letterbox (grey), shared by YOLOX and Ultralytics.
 PAD_VALUE = 114
-#: File names beside a model that hold its class names (one per line), in the order they are tried.
-NAMES_FILES = ("classes.txt", "coco_classes.txt", "names.txt", "labels.txt")
 
 
 @dataclass(frozen=True)
@@ -209,54 +206,6 @@ def compute_nms(xyxy: np.ndarray, score: np.ndarray, class_id: np.ndarray, iou: 
         float(iou),
     )
     return keep[:max_det].numpy().astype(np.int64)
-
-
-def parse_names(value: Any) -> tuple[str, ...] | None:
-    """Class names from a list, an ``{id: name}`` dict or its string form (ONNX metadata); None if unusable."""
-    if isinstance(value, str):
-        try:
-            value = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            return None
-    if isinstance(value, dict):
-        try:
-            ids = sorted(int(k) for k in value)
-        except (TypeError, ValueError):
-            return None
-        if ids != list(range(len(ids))):
-            return None
-        return tuple(str(value[k] if k in value else value[str(k)]) for k in ids)
-    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    return None
-
-
-def read_class_names(path: str | Path) -> tuple[str, ...]:
-    """Class names from a text file (one per line) or a YAML file with ``names:`` (list or ``{id: name}``).
-
-    Raises:
-        ConfigError: The file is missing or holds no names.
-
-    Example:
-        >>> read_class_names("coco_classes.txt")[:2]  # doctest: +SKIP
-        ('person', 'bicycle')
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: class-names file not found; expected a text file with one name per line")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
-        doc = yaml.safe_load(text) or {}
-        names = parse_names(doc.get("names") if isinstance(doc, dict) else doc)
-        if not names:
-            raise ConfigError(f"{path}: no usable 'names:' (a list or an {{id: name}} mapping from 0)")
-        return names
-    names = tuple(line.strip() for line in text.splitlines() if line.strip())
-    if not names:
-        raise ConfigError(f"{path}: holds no class name; expected one name per line")
-    return names
 
 
 def names_beside(model: Path) -> tuple[str, ...] | None:

@@ -37,6 +37,7 @@ import numpy as np
 
 from dinoscope._deps import require
 from dinoscope.errors import BackendError
+from dinoscope.io.class_names import parse_names
 from dinoscope.video.detectors.base import (
     Detections,
     check_names,
@@ -44,7 +45,6 @@ from dinoscope.video.detectors.base import (
     fallback_names,
     letterbox,
     names_beside,
-    parse_names,
     rect_canvas,
 )
 

@@ -1,4 +1,4 @@
-"""Video probing and sequential frame sampling (PyAV)."""
+"""Video probing (io.video_files) and sequential frame sampling (io.frames), with PyAV."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from dinoscope.errors import MissingDependencyError, VideoError
-from dinoscope.video import Frame, iter_frames, list_videos, probe_video
+from dinoscope.io.frames import Frame, iter_frames
+from dinoscope.io.video_files import list_videos, probe_video
 
 av = pytest.importorskip("av")
 
@@ -164,7 +165,7 @@ def test_truncated_in_the_middle_yields_the_frames_before_and_warns(
     data = whole.read_bytes()
     cut.write_bytes(data[: len(data) // 2])
     reference = [f.image for f in iter_frames(whole)]
-    with caplog.at_level(logging.WARNING, logger="dinoscope.video.frames"):
+    with caplog.at_level(logging.WARNING, logger="dinoscope.io.frames"):
         frames = list(iter_frames(cut))
     assert 0 < len(frames) < 60
     for f in frames:
@@ -223,8 +224,9 @@ def test_missing_pyav_names_the_extra(bottle_video: Path, monkeypatch: pytest.Mo
         probe_video(bottle_video)
 
 
-def test_importing_the_video_package_does_not_import_pyav() -> None:
-    code = "import sys, dinoscope.video; assert 'av' not in sys.modules, 'av imported'"
+def test_importing_the_frame_decoder_or_the_video_package_does_not_import_pyav() -> None:
+    modules = "dinoscope.io.frames, dinoscope.io.video_files, dinoscope.io.videos, dinoscope.video"
+    code = f"import sys, {modules}; assert 'av' not in sys.modules, 'av imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -259,10 +261,10 @@ class _BreaksAfter:
 def test_a_decoding_error_midway_warns_with_the_frame_and_keeps_earlier_frames(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from dinoscope.video.frames import _decode
+    from dinoscope.io.frames import _decode
 
     failed: list[str] = []
-    with caplog.at_level(logging.WARNING, logger="dinoscope.video.frames"):
+    with caplog.at_level(logging.WARNING, logger="dinoscope.io.frames"):
         frames = list(_decode(Path("cam.mp4"), _BreaksAfter(5), None, failed))  # type: ignore[arg-type]
     assert len(frames) == 5 and failed == ["Invalid data found when processing input"]
     assert "cam.mp4: decoding stopped at frame 5, after 0.40 s (Invalid data" in caplog.records[-1].getMessage()
