@@ -8,7 +8,6 @@ polygon validity), records findings with file and line, and computes stable obje
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,28 +16,16 @@ import numpy as np
 import pandas as pd
 
 from dinoscope.io.images import ImageProbe, probe_images
+from dinoscope.io.paths import relpath
 from dinoscope.table import IMAGE_COLUMNS, OBJECT_COLUMNS, ObjectTable, compute_object_ids
 from dinoscope.types import Finding
 
-__all__ = ["TINY_BOX_PX", "TableBuilder", "polygon_problem", "relpath"]
+__all__ = ["TINY_BOX_PX", "TableBuilder", "polygon_problem"]
 
 #: Boxes narrower or lower than this (pixels) are flagged as tiny.
 TINY_BOX_PX = 2.0
 _EDGE_TOLERANCE_PX = 1.0
 _RESERVED = frozenset(OBJECT_COLUMNS) | {"polygon", "obb"}
-
-
-def relpath(path: Path, root: Path) -> str:
-    """``path`` relative to ``root`` in POSIX form (with ``..`` when outside the root, absolute across drives)."""
-    p, r = os.path.abspath(path), os.path.abspath(root)
-    if p.startswith(r.rstrip(os.sep) + os.sep):
-        return p[len(r.rstrip(os.sep)) + 1 :].replace(os.sep, "/")
-    if p == r:
-        return "."
-    try:
-        return Path(os.path.relpath(p, r)).as_posix()
-    except ValueError:  # another drive on Windows
-        return Path(p).as_posix()
 
 
 def polygon_problem(points: np.ndarray) -> str:

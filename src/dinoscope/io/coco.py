@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from dinoscope.errors import DatasetFormatError
-from dinoscope.io._build import TableBuilder, relpath
+from dinoscope.io._build import TableBuilder
 from dinoscope.io._coco_segmentation import annotation_geometry
+from dinoscope.io.paths import relpath
 from dinoscope.table import ObjectTable
 
 __all__ = ["read_coco", "split_from_name"]

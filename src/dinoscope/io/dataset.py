@@ -162,7 +162,7 @@ def _looks_like_class_folders(folder: Path) -> bool:
 
 def _rebase(table: ObjectTable, root: Path) -> ObjectTable:
     """The same table with every path relative to ``root``, an ancestor of ``table.root``."""
-    from dinoscope.io._build import relpath
+    from dinoscope.io.paths import relpath
 
     prefix = relpath(Path(table.root or root), root)
 

@@ -16,8 +16,9 @@ import logging
 from pathlib import Path
 
 from dinoscope.errors import DatasetFormatError
-from dinoscope.io._build import TableBuilder, relpath
+from dinoscope.io._build import TableBuilder
 from dinoscope.io.images import IMAGE_EXTENSIONS, list_images
+from dinoscope.io.paths import relpath
 from dinoscope.io.yolo import split_of
 from dinoscope.table import ObjectTable
 

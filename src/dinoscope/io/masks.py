@@ -26,8 +26,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dinoscope.errors import ConfigError, DatasetFormatError
-from dinoscope.io._build import TableBuilder, relpath
+from dinoscope.io._build import TableBuilder
 from dinoscope.io.images import list_images
+from dinoscope.io.paths import relpath
 from dinoscope.io.yolo import split_of
 from dinoscope.table import ObjectTable
 

@@ -24,7 +24,8 @@ from typing import Any
 import pandas as pd
 
 from dinoscope.errors import DatasetFormatError
-from dinoscope.io._build import TableBuilder, relpath
+from dinoscope.io._build import TableBuilder
+from dinoscope.io.paths import relpath
 from dinoscope.io.yolo import split_of
 from dinoscope.table import OBJECT_COLUMNS, ObjectTable, compute_object_ids
 

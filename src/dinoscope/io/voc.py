@@ -28,8 +28,9 @@ from pathlib import Path
 from xml.parsers import expat
 
 from dinoscope.errors import DatasetFormatError
-from dinoscope.io._build import TableBuilder, relpath
+from dinoscope.io._build import TableBuilder
 from dinoscope.io.images import is_image_file, list_images
+from dinoscope.io.paths import relpath
 from dinoscope.io.yolo import split_of
 from dinoscope.table import ObjectTable
 

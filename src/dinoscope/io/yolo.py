@@ -24,8 +24,9 @@ import numpy as np
 import yaml
 
 from dinoscope.errors import DatasetFormatError
-from dinoscope.io._build import TableBuilder, relpath
+from dinoscope.io._build import TableBuilder
 from dinoscope.io.images import IMAGE_EXTENSIONS, is_image_file, list_images
+from dinoscope.io.paths import relpath
 from dinoscope.table import ObjectTable
 
 __all__ = ["find_data_yaml", "label_path_for", "read_yolo", "split_of"]

@@ -26,9 +26,9 @@ import pandas as pd
 
 from dinoscope.embed.spec import CropSpec, ModelSpec
 from dinoscope.errors import DinoscopeError, VideoError
-from dinoscope.io._build import relpath
 from dinoscope.io.frames import iter_frames
 from dinoscope.io.images import hash_bytes, hash_file, read_image
+from dinoscope.io.paths import relpath
 from dinoscope.io.prefetch import batched, prefetch
 from dinoscope.io.video_files import probe_video
 from dinoscope.table import ObjectTable
