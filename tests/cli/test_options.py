@@ -101,3 +101,21 @@ def test_every_command_reads_its_config_file(tmp_path: Path, name: str) -> None:
     res = runner.invoke(app, [*name.split(), *arguments, "--config", str(config)])
     assert res.exit_code == 1, res.output
     assert "unknown key 'not_a_setting'" in res.stderr and "Allowed keys" in res.stderr
+
+
+def test_every_command_spells_its_options_after_their_names() -> None:
+    """Utility commands too (models, cache): `--cache-dir` everywhere, `-c` only ever `--config`."""
+
+    def walk(cmd, path=()):
+        subs = getattr(cmd, "commands", {})
+        if not subs:
+            yield " ".join(path), cmd
+        for name, sub in subs.items():
+            yield from walk(sub, (*path, name))
+
+    for name, cmd in walk(typer.main.get_command(app)):
+        for param in cmd.params:
+            if param.param_type_name != "option" or param.name in DISPLAY.get(name, set()) | {"help"}:
+                continue
+            assert [o for o in param.opts if o.startswith("--")] == ["--" + param.name.replace("_", "-")], name
+            assert "-c" not in param.opts or param.name == "config", name

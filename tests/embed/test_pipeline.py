@@ -86,8 +86,8 @@ def test_cache_info_and_prune_commands(tmp_path: Path) -> None:
     ds = _dataset(tmp_path / "ds", 2)
     embed(dataset=ds, out=tmp_path / "run", model="tiny-cnn", cache_dir=tmp_path / "cache", workers=0)
     (tmp_path / "cache" / "keep-me.txt").write_text("not dinoscope's")
-    info = runner.invoke(app, ["cache", "info", "--root", str(tmp_path / "cache")])
+    info = runner.invoke(app, ["cache", "info", "--cache-dir", str(tmp_path / "cache")])
     assert info.exit_code == 0 and "tiny-cnn" in info.stdout and " 6 " in info.stdout
-    pruned = runner.invoke(app, ["cache", "prune", "--root", str(tmp_path / "cache"), "--max-mb", "0"])
+    pruned = runner.invoke(app, ["cache", "prune", "--cache-dir", str(tmp_path / "cache"), "--max-mb", "0"])
     assert pruned.exit_code == 0 and "removed 6 cache entries" in pruned.stdout
     assert (tmp_path / "cache" / "keep-me.txt").read_text() == "not dinoscope's"

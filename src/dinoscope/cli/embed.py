@@ -12,6 +12,7 @@ from rich.table import Table
 from dinoscope.cli._common import handle_errors, out_console
 from dinoscope.cli._options import Invocation, config_command
 from dinoscope.config import build_config
+from dinoscope.options import CacheOptions
 
 cache_app = typer.Typer(help="Inspect and prune the embedding cache.", no_args_is_help=True)
 
@@ -56,12 +57,14 @@ def models(
 
 
 @cache_app.command("info")
-def cache_info(root: Annotated[Path | None, typer.Option(help="Cache folder.")] = None) -> None:
+def cache_info(
+    cache_dir: Annotated[Path | None, typer.Option(help=CacheOptions.model_fields["cache_dir"].description)] = None,
+) -> None:
     """Show each cached model's entries and size."""
     from dinoscope.embed.cache_files import cache_info as info
 
     with handle_errors():
-        rows = info(root)
+        rows = info(cache_dir)
     table = Table(title="Embedding cache")
     for col in ("model", "entries", "MB", "file"):
         table.add_column(col)
@@ -72,7 +75,7 @@ def cache_info(root: Annotated[Path | None, typer.Option(help="Cache folder.")] 
 
 @cache_app.command("prune")
 def cache_prune(
-    root: Annotated[Path | None, typer.Option(help="Cache folder.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help=CacheOptions.model_fields["cache_dir"].description)] = None,
     max_mb: Annotated[float | None, typer.Option(help="Keep at most this many MB per model.")] = None,
     older_than_days: Annotated[float | None, typer.Option(help="Drop entries unused for this long.")] = None,
 ) -> None:
@@ -82,8 +85,8 @@ def cache_prune(
 
     with handle_errors():
         removed = 0
-        for info in cache_info(root):
-            with EmbeddingCache(root, model_key=info.model_key, crop_key=info.crop_key, spec={}) as cache:
+        for info in cache_info(cache_dir):
+            with EmbeddingCache(cache_dir, model_key=info.model_key, crop_key=info.crop_key, spec={}) as cache:
                 removed += cache.prune(
                     max_bytes=None if max_mb is None else int(max_mb * 1e6), older_than_days=older_than_days
                 )
