@@ -31,8 +31,10 @@ __all__ = [
     "CropOptions",
     "DatasetOptions",
     "DeviceOptions",
+    "EmbeddingOptions",
     "FrameOptions",
     "ModelOptions",
+    "ObjectsOptions",
     "OutputOptions",
     "PoolingOptions",
     "ReportStepOptions",
@@ -251,3 +253,12 @@ class ResumeOptions(StrictModel):
     """Continuing an interrupted run."""
 
     resume: bool = Field(False, description="Continue an interrupted run.")
+
+
+# --- bundles: groups that always travel together -----------------------------------------------------------
+class ObjectsOptions(DatasetOptions, SelectOptions, FrameOptions, SamplingOptions):
+    """Where a run's objects come from: a dataset (or image folder, or videos) and which of its objects."""
+
+
+class EmbeddingOptions(ModelOptions, PoolingOptions, CropOptions, RuntimeOptions, WorkersOptions, CacheOptions):
+    """Everything that turns objects into vectors: the model, its crops, where it runs, the cache."""

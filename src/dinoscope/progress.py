@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -9,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
-__all__ = ["ProgressBar", "progress_enabled", "track"]
+__all__ = ["Clock", "ProgressBar", "progress_enabled", "track"]
 
 T = TypeVar("T")
 
@@ -102,3 +103,39 @@ def track(items: Iterable[T], total: int | None = None, description: str = "work
         for item in items:
             yield item
             bar.advance()
+
+
+class Clock:
+    """Seconds per named step, collected into ``timings`` (``with clock("embed"): ...``).
+
+    Args:
+        timings: Where the seconds go (a new dict by default; see :attr:`timings`).
+        logger: Logs each step's start at INFO when given.
+        prefix: Text before the step's name in that log line.
+
+    Example:
+        >>> clock = Clock()
+        >>> with clock("read"):
+        ...     pass
+        >>> list(clock.timings)
+        ['read']
+    """
+
+    def __init__(
+        self, timings: dict[str, float] | None = None, *, logger: logging.Logger | None = None, prefix: str = ""
+    ) -> None:
+        self.timings = timings if timings is not None else {}
+        self.logger, self.prefix = logger, prefix
+        self._name, self._start = "", 0.0
+
+    def __call__(self, name: str) -> Clock:
+        self._name = name
+        return self
+
+    def __enter__(self) -> None:
+        if self.logger is not None:
+            self.logger.info("%s%s", self.prefix, self._name)
+        self._start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.timings[self._name] = round(time.perf_counter() - self._start, 3)

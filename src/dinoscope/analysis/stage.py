@@ -11,7 +11,6 @@ leakage, image quality, and any registered later) and the 2-D maps, then writes 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from dinoscope.analysis.recommend import recommend
 from dinoscope.analysis.registry import AnalysisContext, registered_analyses
 from dinoscope.errors import DinoscopeError
 from dinoscope.options import AnalysisOptions
+from dinoscope.progress import Clock
 from dinoscope.run import Run
 from dinoscope.table import ObjectTable
 
@@ -158,7 +158,7 @@ def _context(
     """The shared context: the all-object and within-class graphs built once (timed) and the run's arrays."""
     from dinoscope.analysis.neighbors import EXACT_MAX, build_class_graphs, build_neighbor_graph, first_k
 
-    clock = _Clock(timings)
+    clock = Clock(timings, logger=logger, prefix="analysis: ")
 
     # Large runs search 2k candidates once: the first k are the all-object graph (its recall is what the
     # HNSW search is tuned for), and the same-class ones among all 2k give most rows their within-class
@@ -195,7 +195,7 @@ def _run_registered(
     context: AnalysisContext, timings: dict[str, float]
 ) -> tuple[dict[str, AnalysisResult], pd.DataFrame | None]:
     """Every registered analysis the run meets the needs of, in registry order (timed), then the maps."""
-    clock = _Clock(timings)
+    clock = Clock(timings, logger=logger, prefix="analysis: ")
     for analysis in registered_analyses():
         if analysis.applies(context):
             with clock(analysis.name):
@@ -207,22 +207,6 @@ def _run_registered(
                 context.vectors, context.class_id, context.graph, context.class_graphs, context.options, context.seed
             )
     return context.results, maps
-
-
-class _Clock:
-    def __init__(self, timings: dict[str, float]) -> None:
-        self.timings = timings
-
-    def __call__(self, name: str) -> _Clock:
-        self._name = name
-        return self
-
-    def __enter__(self) -> None:
-        self._t = time.perf_counter()
-        logger.info("analysis: %s", self._name)
-
-    def __exit__(self, *exc: object) -> None:
-        self.timings[self._name] = round(time.perf_counter() - self._t, 3)
 
 
 def _load(run: Run, table: ObjectTable, store: str | None) -> tuple[ObjectTable, np.ndarray, str]:

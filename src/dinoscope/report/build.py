@@ -25,6 +25,7 @@ from pydantic import Field
 from dinoscope.config import StrictModel, build_config
 from dinoscope.errors import DinoscopeError
 from dinoscope.options import OutputOptions, RunOptions, SeedOptions, WorkersOptions
+from dinoscope.progress import Clock
 from dinoscope.run import Run
 
 __all__ = ["ReportConfig", "ReportOptions", "ReportResult", "build_report", "build_report_from_config"]
@@ -157,7 +158,7 @@ def _write_all(
         max_thumbnails=config.max_thumbnails,
         seed=config.seed,
     )
-    clock = _Clock()
+    clock = Clock(logger=logger, prefix="report: ")
     with clock("plan"):
         plan = plan_report(data.objects, data.names, limits)
     figures = config.figures if config.figures is not None else figures_available()
@@ -199,24 +200,6 @@ def _write_all(
         if p.is_file() and not p.name.startswith(".")
     }
     return files, weight
-
-
-class _Clock:
-    """Seconds per build stage (``timings_s`` in the recorded weight)."""
-
-    def __init__(self) -> None:
-        self.timings: dict[str, float] = {}
-
-    def __call__(self, name: str) -> _Clock:
-        self._name = name
-        return self
-
-    def __enter__(self) -> None:
-        self._t = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.timings[self._name] = round(time.perf_counter() - self._t, 2)
-        logger.info("report: %s %.1f s", self._name, self.timings[self._name])
 
 
 def _image_jobs(plan: Any, figures: bool, samples: dict[int, list[Path]]) -> Any:

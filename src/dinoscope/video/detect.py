@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from dinoscope.embed.spec import CropSpec, ModelSpec
 from dinoscope.errors import DinoscopeError, VideoError
 from dinoscope.io.frames import iter_frames
 from dinoscope.io.images import hash_bytes, hash_file, read_image
@@ -34,7 +33,6 @@ from dinoscope.io.video_files import probe_video
 from dinoscope.table import ObjectTable
 from dinoscope.video.detection_log import DetectionLog, checkpoint_file, write_checkpoint
 from dinoscope.video.detectors.base import Detections
-from dinoscope.video.sampling import ClassSampler, DuplicateFilter
 
 if TYPE_CHECKING:
     from dinoscope.embed.loader import MemoryCrops
@@ -107,14 +105,7 @@ class FramePass:
     Args:
         root: Sources are recorded relative to it.
         detect: The detection function (a detector's batched ``detect`` or a detections-file lookup).
-        class_names: The detector's class names.
-        keep: Detector class ids to keep (None: all).
-        conf: Minimum score (detections without a score are kept).
-        sampler: The per-class sampler.
-        dedup: The near-duplicate filter, or None.
-        model_spec: Cut crops for this model (None: no crops).
-        crop: Crop policy.
-        max_crop_bytes: Stop holding crops past this (the rest are cut by the embedding step).
+        log: What the pass keeps of each frame's detections (filter, sampler, crops).
         checkpoint: Folder for per-video logs (resume), or None.
         settings_key: Hash of the detection settings (a checkpoint from other settings is ignored).
     """
@@ -123,19 +114,11 @@ class FramePass:
         self,
         root: Path,
         detect: DetectFn,
-        class_names: tuple[str, ...],
-        keep: Sequence[int] | None,
-        conf: float,
-        sampler: ClassSampler,
-        dedup: DuplicateFilter | None,
-        model_spec: ModelSpec | None,
-        crop: CropSpec,
-        max_crop_bytes: float,
+        log: DetectionLog,
         checkpoint: Path | None = None,
         settings_key: str = "",
     ) -> None:
-        self.root, self.detect = root, detect
-        self.log = DetectionLog(class_names, keep, conf, sampler, dedup, model_spec, crop, max_crop_bytes)
+        self.root, self.detect, self.log = root, detect, log
         self.checkpoint, self.settings_key = checkpoint, settings_key
         self.stats = DetectStats()
         self.failures: dict[str, str] = {}

@@ -24,6 +24,7 @@ from dinoscope.io.class_names import read_class_names
 from dinoscope.io.videos import list_sources
 from dinoscope.options import ClassesOptions, DeviceOptions, FrameOptions, SourceOptions
 from dinoscope.video.detect import FramePass, VideoDetections
+from dinoscope.video.detection_log import DetectionLog
 from dinoscope.video.detectors.base import Detector, resolve_classes
 from dinoscope.video.sampling import ClassSampler, DuplicateFilter
 
@@ -120,9 +121,7 @@ def detect_from_config(
     names = read_class_names(config.names) if config.names else None
     detect, class_names, description, label_ref = _detection_source(config, built, names, len(videos) == 1)
     keep = resolve_classes(config.classes, class_names)
-    frame_pass = FramePass(
-        root,
-        detect,
+    log = DetectionLog(
         class_names,
         keep,
         config.conf,
@@ -131,9 +130,8 @@ def detect_from_config(
         model_spec,
         crop,
         config.max_crop_mb * 2**20,
-        checkpoint_dir,
-        settings_key(config),
     )
+    frame_pass = FramePass(root, detect, log, checkpoint_dir, settings_key(config))
     single = config.source.is_file()
     for video in videos:
         frame_pass.run_video(video, config.stride or 1, config.max_frames, config.batch_frames, single)

@@ -14,23 +14,7 @@ from dinoscope.table import ObjectTable
 if TYPE_CHECKING:
     from dinoscope.embed.loader import MemoryCrops
     from dinoscope.embed.stage import EmbeddingModel, EmbedResult
-    from dinoscope.options import (
-        CacheOptions,
-        CropOptions,
-        DatasetOptions,
-        FrameOptions,
-        ModelOptions,
-        PoolingOptions,
-        RuntimeOptions,
-        SamplingOptions,
-        SelectOptions,
-        WorkersOptions,
-    )
-
-    class ObjectsConfig(DatasetOptions, SelectOptions, FrameOptions, SamplingOptions): ...
-
-    class EmbeddingConfig(ModelOptions, PoolingOptions, CropOptions, RuntimeOptions, WorkersOptions, CacheOptions): ...
-
+    from dinoscope.options import EmbeddingOptions, ObjectsOptions
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +29,7 @@ def default_out(dataset: Path) -> Path:
     return Path("runs") / (re.sub(r"[^\w.\-]+", "_", name).strip("._") or "run")
 
 
-def objects_into_run(run: Run, config: ObjectsConfig, *, resume: bool) -> tuple[ObjectTable, dict[str, int], int]:
+def objects_into_run(run: Run, config: ObjectsOptions, *, resume: bool) -> tuple[ObjectTable, dict[str, int], int]:
     """The run's objects: read, checked (once; kept in ``checks/``) and selected from the source, then written
     into the run; a resumed run keeps the table it has.
 
@@ -74,7 +58,7 @@ def objects_into_run(run: Run, config: ObjectsConfig, *, resume: bool) -> tuple[
 def embedding_into_run(
     run: Run,
     table: ObjectTable,
-    config: EmbeddingConfig,
+    config: EmbeddingOptions,
     *,
     resume: bool,
     overwrite: bool,

@@ -8,40 +8,14 @@ from typing import Any
 
 from dinoscope.config import build_config
 from dinoscope.embed.stage import EmbedResult
-from dinoscope.options import (
-    CacheOptions,
-    CropOptions,
-    DatasetOptions,
-    FrameOptions,
-    ModelOptions,
-    OutputOptions,
-    PoolingOptions,
-    ResumeOptions,
-    RuntimeOptions,
-    SamplingOptions,
-    SelectOptions,
-    WorkersOptions,
-)
+from dinoscope.options import EmbeddingOptions, ObjectsOptions, OutputOptions, ResumeOptions
 from dinoscope.run import Run
 from dinoscope.workflows._stages import default_out, embedding_into_run, objects_into_run, record
 
 __all__ = ["EmbedConfig", "embed", "embed_from_config"]
 
 
-class EmbedConfig(
-    DatasetOptions,
-    SelectOptions,
-    FrameOptions,
-    SamplingOptions,
-    ModelOptions,
-    PoolingOptions,
-    CropOptions,
-    RuntimeOptions,
-    WorkersOptions,
-    CacheOptions,
-    OutputOptions,
-    ResumeOptions,
-):
+class EmbedConfig(ObjectsOptions, EmbeddingOptions, OutputOptions, ResumeOptions):
     """Settings of ``dinoscope embed`` (``out``: the run directory, default ``runs/<dataset name>``)."""
 
 

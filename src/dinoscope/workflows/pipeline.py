@@ -10,7 +10,6 @@ pass the object table in memory; the run directory follows the usual rule: an ex
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,21 +19,14 @@ from pydantic import Field
 from dinoscope.config import StrictModel, build_config
 from dinoscope.options import (
     AnalysisOptions,
-    CacheOptions,
-    CropOptions,
-    DatasetOptions,
-    FrameOptions,
-    ModelOptions,
+    EmbeddingOptions,
+    ObjectsOptions,
     OutputOptions,
-    PoolingOptions,
     ReportStepOptions,
     ResumeOptions,
-    RuntimeOptions,
-    SamplingOptions,
     SeedOptions,
-    SelectOptions,
-    WorkersOptions,
 )
+from dinoscope.progress import Clock
 from dinoscope.run import Run
 from dinoscope.workflows._stages import default_out, embedding_into_run, objects_into_run, record
 from dinoscope.workflows.analyze import StoreOptions
@@ -53,18 +45,10 @@ class PipelineOptions(StrictModel):
 
 
 class PipelineConfig(
-    DatasetOptions,
-    SelectOptions,
-    FrameOptions,
-    SamplingOptions,
-    ModelOptions,
-    PoolingOptions,
-    CropOptions,
+    ObjectsOptions,
+    EmbeddingOptions,
     AnalysisOptions,
     SeedOptions,
-    RuntimeOptions,
-    WorkersOptions,
-    CacheOptions,
     PipelineOptions,
     ReportStepOptions,
     StoreOptions,
@@ -118,7 +102,7 @@ def run_pipeline_from_config(config: PipelineConfig) -> PipelineResult:
     from dinoscope.embed.stage import embedding_model
 
     timings: dict[str, float] = {}
-    clock = _Clock(timings)
+    clock = Clock(timings)
     model, note = embedding_model(config, config, config, config)
     run = Run.create(config.out or default_out(config.dataset), resume=config.resume, overwrite=config.overwrite)
     record(run, "analyze", config)
@@ -156,20 +140,3 @@ def run_pipeline_from_config(config: PipelineConfig) -> PipelineResult:
         crops_dir=crops_dir,
         timings=timings,
     )
-
-
-class _Clock:
-    """Seconds per stage into ``timings``."""
-
-    def __init__(self, timings: dict[str, float]) -> None:
-        self.timings = timings
-
-    def __call__(self, name: str) -> _Clock:
-        self._name = name
-        return self
-
-    def __enter__(self) -> None:
-        self._t = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.timings[self._name] = round(time.perf_counter() - self._t, 3)

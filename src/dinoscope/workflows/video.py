@@ -22,16 +22,11 @@ from dinoscope.embed.spec import CropSpec, ModelSpec
 from dinoscope.errors import DinoscopeError
 from dinoscope.options import (
     AnalysisOptions,
-    CacheOptions,
-    CropOptions,
-    ModelOptions,
+    EmbeddingOptions,
     OutputOptions,
-    PoolingOptions,
     ReportStepOptions,
     ResumeOptions,
-    RuntimeOptions,
     SeedOptions,
-    WorkersOptions,
 )
 from dinoscope.run import Run
 from dinoscope.table import ObjectTable
@@ -52,12 +47,7 @@ class AnalyzeStepOptions(StrictModel):
 
 class VideoConfig(
     DetectConfig,
-    ModelOptions,
-    PoolingOptions,
-    CropOptions,
-    RuntimeOptions,
-    WorkersOptions,
-    CacheOptions,
+    EmbeddingOptions,
     AnalyzeStepOptions,
     AnalysisOptions,
     SeedOptions,
