@@ -161,15 +161,16 @@ def _detection_source(
     and frame index.
     """
     if config.detections is not None:
-        from dinoscope.video.detectors.files import read_detection_file
+        from dinoscope.io.predictions import read_predictions
+        from dinoscope.video.detectors.base import Detections
 
-        file = read_detection_file(config.detections, names)
+        file = read_predictions(config.detections, names)
 
         def lookup(stem: str, frames: Sequence[Any]) -> list[Any]:
             out = []
             for f in frames:
                 h, w = f.image.shape[:2]
-                out.append(file.lookup(getattr(f, "stem", stem), f.index, w, h, single_video))
+                out.append(Detections(*file.boxes_of(getattr(f, "stem", stem), f.index, w, h, single_video)))
             return out
 
         return lookup, file.class_names, file.description, str(config.detections)
