@@ -64,3 +64,25 @@ def cpu_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     kind = getattr(request, "param", "avx2")
     monkeypatch.setattr("dinoscope.embed.runtime.cpu_flags", lambda *_: CPU_KINDS[kind])
     return kind
+
+
+@pytest.fixture(scope="session")
+def real_deeppcb(deeppcb_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """(DeepPCB boxes merged into two classes, (N,) original type, (N, 1280) EfficientNet-Lite0 fp32 vectors).
+
+    The boxes are those of ``read_dataset(deeppcb)`` in order, so the vectors also serve
+    :func:`tests.realdata.deeppcb_flipped` (same rows, other labels). Embedding takes ~2 min on 2 cores.
+    """
+    from tests import realdata
+
+    table, truth = realdata.deeppcb_merged(deeppcb_dir)
+    return table, truth, realdata.vectors_of(table, tmp_path_factory.mktemp("real-deeppcb"))
+
+
+@pytest.fixture(scope="session")
+def real_ppe(ppe_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """(PPE whole images, (N,) copy-group id (-1: not in the truth), (N, 1280) vectors); ~1 min on 2 cores."""
+    from tests import realdata
+
+    table, groups = realdata.ppe_whole_images(ppe_dir)
+    return table, groups, realdata.vectors_of(table, tmp_path_factory.mktemp("real-ppe"))
