@@ -1,0 +1,122 @@
+"""Benchmark: do the findings hold on real data? dinoscope against plain baselines, side by side.
+
+On the real data in ../shared (truths built by seeded rules in ``tests/realdata.py``), with the offline
+EfficientNet-Lite0 (fp32), the analyses exactly as ``dinoscope analyze`` runs them (``run_analyses``):
+
+1. Sub-groups: DeepPCB boxes merged into two classes (missing copper = open + mousebite + pin-hole; extra
+   copper = short + spur + spurious copper); truth = the original type. Adjusted Rand index of dinoscope's
+   groups (not told k) vs k-means told the true k = 3, per class; and each original type alone, where one group
+   is the right answer.
+2. Near-duplicates: PPE train as whole images; truth = the ``<orig>.rf.`` copy groups (``img*`` files left
+   out). Pair precision / recall of dinoscope's duplicate groups vs the mutual top-2 neighbour rule.
+3. Label errors: DeepPCB boxes with 5% of labels flipped (seeded); AUROC and precision@k (k = flips) of
+   ``label_quality`` vs a 10-NN vote and a 5-fold cross-validated logistic regression.
+
+Usage: python benchmarks/quality.py [--model efficientnet-lite0] [--work runs/bench-quality]
+Vectors go through the content cache (``$DINOSCOPE_CACHE``), so a second run does not embed again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.realdata: the truths and baselines
+
+from tests import realdata
+
+from dinoscope.analysis.stage import run_analyses
+from dinoscope.options import AnalysisOptions
+
+
+def analyse(vectors: np.ndarray, class_id: np.ndarray, names: list[str], labelled: bool) -> tuple[dict, float]:
+    """dinoscope's analyses over the vectors (no maps), and their wall time."""
+    started = time.perf_counter()
+    results, _, _ = run_analyses(
+        vectors,
+        class_id,
+        names=names,
+        labelled=labelled,
+        split=np.full(len(vectors), "train"),
+        options=AnalysisOptions(map_method="none"),
+    )
+    return results, time.perf_counter() - started
+
+
+def subgroups(table, truth: np.ndarray, vectors: np.ndarray) -> None:
+    from sklearn.metrics import adjusted_rand_score
+
+    results, seconds = analyse(vectors, table.class_id, list(table.class_names), labelled=True)
+    cluster = results["clusters"].findings["cluster"].to_numpy()
+    print(f"\n1. Sub-groups: DeepPCB merged into two classes ({len(table)} boxes; analyses {seconds:.1f} s)")
+    print(f"   {'class':<16} {'n':>5} {'types':>5} {'dinoscope groups':>16} {'ARI':>6} {'k-means (k=3) ARI':>18}")
+    for c, name in enumerate(table.class_names):
+        rows = np.flatnonzero(table.class_id == c)
+        ours = adjusted_rand_score(truth[rows], cluster[rows])
+        base = adjusted_rand_score(truth[rows], realdata.kmeans_told_k(vectors[rows], 3))
+        n_groups = len(set(cluster[rows].tolist()) - {-1})
+        print(f"   {name:<16} {len(rows):>5} {3:>5} {n_groups:>16} {ours:>6.3f} {base:>18.3f}")
+    print("   one type alone (the right answer is one group):")
+    for t in np.unique(truth):
+        rows = np.flatnonzero(truth == t)
+        alone, _ = analyse(vectors[rows], np.zeros(len(rows), int), [f"type{t}"], labelled=False)
+        found = alone["clusters"].findings["cluster"].to_numpy()
+        print(f"     type {t}: {len(rows)} boxes -> {len(set(found.tolist()) - {-1})} group(s)")
+
+
+def duplicates(table, groups: np.ndarray, vectors: np.ndarray) -> None:
+    results, seconds = analyse(vectors, np.zeros(len(table), int), ["(unlabelled)"], labelled=False)
+    found = results["duplicates"].findings["duplicate_group"].fillna(-1).to_numpy().astype(int)
+    truth, judged = realdata.truth_pairs(groups), groups >= 0
+    p, r = realdata.pair_scores(realdata.pairs_of_groups(found), truth, judged)
+    bp, br = realdata.pair_scores(realdata.mutual_top2_pairs(vectors), truth, judged)
+    print(f"\n2. Near-duplicates: PPE train whole images ({len(table)}; {len(truth)} true pairs; {seconds:.1f} s)")
+    print(f"   {'method':<22} {'precision':>9} {'recall':>7}")
+    print(f"   {'dinoscope':<22} {p:>9.3f} {r:>7.3f}")
+    print(f"   {'mutual top-2':<22} {bp:>9.3f} {br:>7.3f}")
+
+
+def label_errors(table, flipped: np.ndarray, vectors: np.ndarray) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    labels = table.class_id
+    results, seconds = analyse(vectors, labels, list(table.class_names), labelled=True)
+    ours = results["label_errors"].findings["label_quality"].to_numpy()
+    rows = {
+        "dinoscope": ours,
+        "10-NN vote": realdata.knn_vote_quality(vectors, labels),
+        "5-fold CV logistic reg.": realdata.cv_logistic_quality(vectors, labels),
+    }
+    print(f"\n3. Label errors: DeepPCB with {int(flipped.sum())} of {len(table)} labels flipped ({seconds:.1f} s)")
+    print(f"   {'method':<24} {'AUROC':>6} {'precision@k':>11}")
+    for name, quality in rows.items():
+        auroc = roc_auc_score(flipped, -quality)
+        print(f"   {name:<24} {auroc:>6.3f} {realdata.precision_at_k(quality, flipped):>11.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="efficientnet-lite0")
+    parser.add_argument("--work", type=Path, default=Path("runs/bench-quality"))
+    args = parser.parse_args()
+    if not realdata.SHARED.is_dir():
+        raise SystemExit(f"{realdata.SHARED} is not there: this benchmark reads the team's shared data")
+    started = time.perf_counter()
+    merged, truth = realdata.deeppcb_merged()
+    pcb_vectors = realdata.vectors_of(merged, args.work / "deeppcb", args.model)
+    ppe, groups = realdata.ppe_whole_images()
+    ppe_vectors = realdata.vectors_of(ppe, args.work / "ppe", args.model)
+    seconds = time.perf_counter() - started
+    print(f"{args.model}: vectors of {len(merged)} DeepPCB boxes and {len(ppe)} PPE images in {seconds:.0f} s")
+    subgroups(merged, truth, pcb_vectors)
+    duplicates(ppe, groups, ppe_vectors)
+    flipped_table, flipped = realdata.deeppcb_flipped()
+    label_errors(flipped_table, flipped, pcb_vectors)
+
+
+if __name__ == "__main__":
+    main()
