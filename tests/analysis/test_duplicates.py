@@ -201,3 +201,55 @@ def test_approximate_graph_that_missed_true_neighbours_is_verified_exactly() -> 
     checked = find_duplicates(x, NeighborGraph(idx, sims, exact.rows, "hnsw"), keys, threshold=0.5)
     assert not checked.findings["is_near_duplicate"].any()
     assert checked.info["n_scales_verified"] == 2
+
+
+# ------------------------------------------------------------------------------------- mutual-rank evidence
+
+
+def _with_triples(vectors: np.ndarray, frac: float, noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The vectors plus two noisy copies of a share of them; (vectors, (N,) copy group, -1 none)."""
+    rng = np.random.default_rng(seed)
+    n, m = len(vectors), int(frac * len(vectors))
+    src = rng.choice(n, m, replace=False)
+    copies = [normalize(vectors[src] + noise * rng.standard_normal((m, vectors.shape[1]))) for _ in range(2)]
+    group = np.full(n + 2 * m, -1)
+    group[src] = group[n : n + m] = group[n + m :] = np.arange(m)
+    return np.concatenate([vectors, *copies]).astype(np.float32), group
+
+
+def _group_pairs(group: np.ndarray) -> set[tuple[int, int]]:
+    return _pairs(group, group >= 0)
+
+
+@pytest.mark.parametrize("method", ["exact", "hnsw"])
+def test_mutual_rank_finds_far_copies_where_copies_fill_the_top_ranks(method: str) -> None:
+    """Every object has two noisy copies: some lie beyond Otsu's cut, but they are mutual top-2 neighbours."""
+    syn = make_vectors([400, 300, 300], n_subgroups_per_class=3, noise=0.1, seed=1)
+    x, truth = _with_triples(syn.vectors, 1.0, 0.05, seed=1)
+    res = find_duplicates(x, build_neighbor_graph(x, K, method=method), _no_keys(len(x)))
+    info, f = res.info, res.findings
+    assert info["rule"] == "otsu" and info["mutual_rule"] == "mutual"
+    assert info["mutual_lr"] >= info["mutual_lr_min"]
+    assert info["threshold"] < info["mutual_threshold"] <= 0.9 and info["n_mutual_pairs"] > 0
+    found = _group_pairs(f["duplicate_group"].to_numpy())
+    assert found == _group_pairs(truth)
+    assert ((f["duplicate_quality"] <= info["threshold"]) == f["is_near_duplicate"]).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mutual_rank_is_no_evidence_where_few_objects_have_copies(seed: int) -> None:
+    """With copies of 5% of the objects, ordinary mutual neighbours are common: the rule stays off, no false pair."""
+    syn = make_vectors([400, 300, 300], n_subgroups_per_class=3, noise=0.1, seed=seed)
+    x, truth = _with_triples(syn.vectors, 0.05, 0.03, seed=seed)
+    res = find_duplicates(x, build_neighbor_graph(x, K), _no_keys(len(x)))
+    assert res.info["rule"] == "otsu" and res.info["mutual_rule"] == "off"
+    assert res.info["mutual_lr"] < res.info["mutual_lr_min"]
+    assert res.info["mutual_threshold"] == res.info["threshold"] and res.info["n_mutual_pairs"] == 0
+    assert _group_pairs(res.findings["duplicate_group"].to_numpy()) == _group_pairs(truth)
+
+
+def test_user_threshold_turns_the_mutual_rule_off() -> None:
+    syn = make_vectors([300, 300], seed=2)
+    x, _ = _with_triples(syn.vectors, 1.0, 0.05)
+    res = find_duplicates(x, build_neighbor_graph(x, K), _no_keys(len(x)), threshold=0.2)
+    assert res.info["rule"] == "user" and "mutual_rule" not in res.info and res.info["n_mutual_pairs"] == 0

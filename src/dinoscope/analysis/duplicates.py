@@ -22,8 +22,13 @@ that adapts to the data instead of a fixed cosine cut-off (fastdup's habit):
    neighbours. The sample is all edges, not each object's nearest one: edges stay dominated by ordinary
    neighbours even when most objects have a copy (PPE boxes), where nearest-neighbour statistics would
    describe the copies themselves. Exact-looking copies in otherwise clean data always pass the fence.
+4. Mutual-rank evidence (:mod:`~dinoscope.analysis.duplicates_rules`): when Otsu found a duplicate mode, pairs
+   that are each other's top-2 neighbours are copies up to a larger ``t_mutual``, fitted on the data and used
+   only where ordinary neighbours are rarely mutual (likelihood ratio >= 20; PPE whole images ~100, mixtures
+   without many copies 6-8). Their score is ``rho * t / t_mutual``. PPE whole images (truth: the ``.rf.``
+   copies): pair precision / recall 0.987 / 0.899 by relative distance alone, 0.988 / 0.984 with it.
 
-The same relative distance is the score: ``duplicate_quality = min(1, rho)`` of an object's closest partner
+The same score is the quality: ``duplicate_quality = min(1, score)`` of an object's closest partner
 (0 for exact duplicates, 1 without any), so that ``is_near_duplicate`` is exactly
 ``duplicate_quality <= threshold`` (cleanlab's convention: low = suspicious). cleanlab's near-duplicate check
 is likewise relative to the data's median nearest-neighbour distance, with a fixed factor.
@@ -45,24 +50,22 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from dinoscope.analysis.base import AnalysisResult, NeighborGraph
+from dinoscope.analysis.duplicates_rules import (
+    ETA_MIN,
+    FENCE_MAX,
+    IDENTICAL_DIST,
+    RHO_MAX,
+    choose_threshold,
+    mutual_edges,
+    mutual_threshold,
+)
 
-__all__ = ["DEFAULT_K", "ETA_MIN", "RHO_MAX", "find_duplicates"]
+__all__ = ["DEFAULT_K", "ETA_MIN", "FENCE_MAX", "IDENTICAL_DIST", "RHO_MAX", "find_duplicates"]
 
 logger = logging.getLogger(__name__)
 
 #: Neighbours read per object by default (the k-th sets the local scale).
 DEFAULT_K = 10
-#: Otsu separability needed to call the log relative-distance distribution bimodal.
-ETA_MIN = 0.75
-#: Largest relative distance a data-driven threshold may reach (a copy is well inside the k-th neighbour).
-RHO_MAX = 0.75
-#: Ceiling of the fallback fence (no duplicate mode): at most half the distance to the k-th neighbour.
-FENCE_MAX = 0.5
-#: Cosine distance below which two vectors count as identical (identical crops, float noise aside): float32
-#: dot products of equal unit vectors land within ~6e-7 of 1 (measured, D = 384..1280), so 1e-5 keeps a margin;
-#: analyze re-normalises vectors from a float16 store, whose raw norms are off by up to ~1.6e-4.
-IDENTICAL_DIST = 1e-5
-_LOG_FLOOR = np.log(1e-4)
 
 
 def find_duplicates(
@@ -86,7 +89,9 @@ def find_duplicates(
         k: Neighbours per object read from the graph (default ``min(graph.k, 10)``); the k-th sets the
             local scale, so groups of up to k - 1 copies are recognised.
         threshold: Relative distance ``rho`` at or below which a pair is a near duplicate (default: chosen
-            from the data, see the module docstring; the rule and value are recorded in ``info``).
+            from the data, see the module docstring; the rule and value are recorded in ``info``, with the
+            mutual-rank rule's ``mutual_rule``, ``mutual_threshold``, ``mutual_lr`` and ``n_mutual_pairs``).
+            A user threshold turns the mutual-rank rule off.
         min_similarity: Optional absolute cosine similarity at or above which a graph pair is also a near
             duplicate (for groups larger than k, e.g. a static video scene, that the relative rule cannot see).
         area: (N,) image or box area; the largest copy of a group is kept.
@@ -120,17 +125,22 @@ def find_duplicates(
     is_exact[src[identical]] = is_exact[dst[identical]] = True
 
     info: dict[str, Any] = {"k": k, "n_edges": len(src), "identical_distance": IDENTICAL_DIST}
-    info.update(_choose_threshold(rho[~identical]) if threshold is None else {"rule": "user", "threshold": threshold})
+    info.update(choose_threshold(rho[~identical]) if threshold is None else {"rule": "user", "threshold": threshold})
     t = float(info["threshold"])
-    near_edge = (rho <= t) | identical
+    mutual = mutual_edges(rows, idx, n, src, dst)
+    if info["rule"] == "otsu":
+        info.update(mutual_threshold(rho, mutual, t, src, dst))
+    score = _mutual_discount(rho, mutual, t, info)
+    near_edge = (score <= t) | identical
     if graph.method != "exact" and (near_edge & ~identical).any():
         rho = _verify_scales(vectors, graph, k, rows, graph_sims, n, src, dst, sims, near_edge & ~identical, info)
-        near_edge = (rho <= t) | identical
+        score = _mutual_discount(rho, mutual, t, info)
+        near_edge = (score <= t) | identical
     if min_similarity is not None:
         near_edge |= sims >= min_similarity
         info["min_similarity"] = float(min_similarity)
 
-    quality, partner = _quality(rho, src, dst, n)
+    quality, partner = _quality(score, src, dst, n)
     quality[is_exact] = 0.0
     partner[exact_dst], partner[exact_src] = exact_src, exact_dst  # a same-content copy is the closest
     is_near = np.zeros(n, dtype=bool)
@@ -160,6 +170,7 @@ def find_duplicates(
         "n_to_drop": int((duplicate_of >= 0).sum()),
     }
     info.update(counts)
+    info["n_mutual_pairs"] = int(((score < rho) & near_edge & (rho > t)).sum())  # directed edges
     logger.info("duplicates: %s (rule %s, threshold %.3g)", counts, info["rule"], t)
     return AnalysisResult("duplicates", findings, info=info, summary={"all": counts})
 
@@ -232,40 +243,13 @@ def _relative_distance(
     return rho
 
 
-def _choose_threshold(rho: np.ndarray) -> dict[str, Any]:
-    """The relative-distance threshold: Otsu on log rho when bimodal, else a far-out fence (see module doc)."""
-    near_side = rho[(rho > IDENTICAL_DIST) & (rho < 1.0)]  # identical pairs are flagged anyway
-    out: dict[str, Any] = {"rule": "none", "threshold": 0.0, "eta_min": ETA_MIN, "rho_max": RHO_MAX}
-    if len(near_side) < 4:
-        return out
-    log_rho = np.log(np.maximum(near_side, np.exp(_LOG_FLOOR)))
-    cut, eta = _otsu(log_rho)
-    q1, q3 = np.quantile(log_rho, [0.25, 0.75])
-    fence = float(min(np.exp(q1 - 3.0 * (q3 - q1)), FENCE_MAX))
-    out.update(otsu_threshold=float(np.exp(cut)), otsu_eta=round(eta, 4), fence_threshold=fence)
-    if eta >= ETA_MIN and np.exp(cut) <= RHO_MAX:
-        out.update(rule="otsu", threshold=float(np.exp(cut)))
-    else:
-        out.update(rule="fence", threshold=fence)
-    return out
-
-
-def _otsu(x: np.ndarray, bins: int = 256) -> tuple[float, float]:
-    """Otsu's cut of a 1-D sample and its separability eta in [0, 1]; ties (an empty gap) take the middle."""
-    hist, edges = np.histogram(x, bins=bins)
-    centres = (edges[:-1] + edges[1:]) / 2
-    p = hist / hist.sum()
-    w0 = np.cumsum(p)
-    m0 = np.cumsum(p * centres)
-    w1 = 1.0 - w0
-    ok = (w0 > 1e-12) & (w1 > 1e-12)
-    between = np.zeros_like(w0)
-    between[ok] = (m0[-1] * w0[ok] - m0[ok]) ** 2 / (w0[ok] * w1[ok])
-    total = float(np.sum(p * (centres - m0[-1]) ** 2))
-    if total <= 0 or not ok.any():
-        return float(edges[-1]), 0.0
-    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
-    return float(edges[(best[0] + best[-1]) // 2 + 1]), float(between.max() / total)
+def _mutual_discount(rho: np.ndarray, mutual: np.ndarray, t: float, info: dict[str, Any]) -> np.ndarray:
+    """(E,) the score of each edge: ``rho``, scaled by ``t / t_mutual`` on mutual pairs (so that a mutual pair
+    at ``t_mutual`` scores ``t``); ``rho`` itself when the mutual rule is off."""
+    t_mutual = float(info.get("mutual_threshold", t))
+    if info.get("mutual_rule") != "mutual" or t_mutual <= t or t <= 0:
+        return rho
+    return np.where(mutual, rho * (t / t_mutual), rho)
 
 
 def _quality(rho: np.ndarray, src: np.ndarray, dst: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
