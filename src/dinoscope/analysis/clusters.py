@@ -1,9 +1,16 @@
-"""Sub-groups within each class: density clustering on the within-class kNN graph, thresholds from the data.
+"""Sub-groups within each class from the within-class kNN graph, thresholds from the data.
 
-Every class is clustered on its own, from its within-class :class:`NeighborGraph` only, by HDBSCAN(ε̂)
-(``method="hdbscan"``, default) or DBSCAN (``method="dbscan"``) with one data-driven radius ``eps``; the
-radius rule and both methods are described in :mod:`dinoscope.analysis.density`. This module turns their
-labels into the findings: groups ordered by size, medoids, representatives and a homogeneity figure per class.
+Every class is clustered on its own, from its within-class :class:`NeighborGraph` only, by one of:
+
+* ``method="spectral"`` (default): recursive spectral bisection, each split kept only when it is a bottleneck
+  of the graph and stable over resamples (:mod:`dinoscope.analysis.spectral`). It finds sub-types that overlap
+  (real ones do), and none in a homogeneous class; each group carries its stability as a confidence.
+* ``method="hdbscan"``: HDBSCAN(ε̂), or ``method="dbscan"``: DBSCAN, with one data-driven radius ``eps``
+  (:mod:`dinoscope.analysis.density`). They find groups separated by density gaps only; on real embeddings,
+  where sub-types overlap, they usually report one group per class.
+
+This module turns their labels into the findings: groups ordered by size, medoids, representatives and a
+homogeneity figure per class.
 
 Groups smaller than ``min_group_size`` (default ``max(5, 1 % of the class)``, at most 100) are not sub-types
 — three consecutive frames of one video are not a group — so their members become unclustered
@@ -30,12 +37,14 @@ from dinoscope.analysis.density import (
     local_log_deviation,
 )
 from dinoscope.analysis.outliers import check_class_graphs, dot_rows, mean_vector
+from dinoscope.analysis.spectral import MAX_CONDUCTANCE, MIN_STABILITY, spectral_labels
 
 __all__ = ["default_min_group_size", "find_subgroups"]
 
 logger = logging.getLogger(__name__)
 
 _FPS_MAX = 20000
+_METHODS = ("spectral", "hdbscan", "dbscan")
 
 
 def default_min_group_size(n: int) -> int:
@@ -53,7 +62,7 @@ def find_subgroups(
     class_id: np.ndarray,
     class_graphs: Mapping[int, NeighborGraph],
     *,
-    method: Literal["hdbscan", "dbscan"] = "hdbscan",
+    method: Literal["spectral", "hdbscan", "dbscan"] = "spectral",
     min_group_size: int | None = None,
     min_samples: int = 10,
     n_representatives: int = 6,
@@ -65,26 +74,28 @@ def find_subgroups(
         vectors: (N, D) L2-normalised vectors, rows in the run's global order.
         class_id: (N,) class of every row.
         class_graphs: {class: within-class kNN graph} for every class in ``class_id`` (global row numbers).
-        method: ``hdbscan`` or ``dbscan`` (see the module docstring; both use the data-driven eps).
+        method: ``spectral``, ``hdbscan`` or ``dbscan`` (see the module docstring).
         min_group_size: Smallest reported group; default :func:`default_min_group_size` per class.
         min_samples: Neighbours that make an object a core object (capped by the graph's k and the group
             size); its distance to that neighbour is its core distance.
         n_representatives: Objects per group chosen to cover it (the medoid first, then farthest points).
-        seed: Recorded for provenance; the analysis is deterministic.
+        seed: Seed of the spectral method's resamples; the result is deterministic for a given seed.
 
     Returns:
         ``AnalysisResult("clusters")``; findings indexed by global row: ``cluster`` (per-class id by size,
         0 = largest, -1 = unclustered), ``cluster_size``, ``is_medoid``, ``is_representative``,
-        ``cluster_quality`` (membership in [0, 1], low = weakly attached), ``is_unclustered``; ``summary`` per
-        class (n, n_clusters, cluster_sizes, unclustered_share, homogeneity = mean resultant length of the
-        class, largest_cluster_share, eps); ``info`` (method, rules, parameters per class, seconds).
+        ``cluster_quality`` (membership in [0, 1], low = weakly attached), ``cluster_stability`` (the group's
+        stability over resamples, spectral only, NaN otherwise and for unclustered objects),
+        ``is_unclustered``; ``summary`` per class (n, n_clusters, cluster_sizes, unclustered_share, homogeneity
+        = mean resultant length of the class, largest_cluster_share, eps); ``info`` (method, rules, parameters
+        per class with each group's stability, seconds).
 
     Example:
         >>> result = find_subgroups(vectors, class_id, build_class_graphs(vectors, class_id, k=15))  # doctest: +SKIP
         >>> result.findings.groupby("cluster").size()  # doctest: +SKIP
     """
-    if method not in ("hdbscan", "dbscan"):
-        raise ValueError(f"method must be 'hdbscan' or 'dbscan', got {method!r}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {', '.join(_METHODS)}, got {method!r}")
     t0 = time.perf_counter()
     class_id = np.asarray(class_id)
     pos = np.full(len(class_id), -1, dtype=np.int64)
@@ -94,7 +105,9 @@ def find_subgroups(
         rows = np.asarray(graph.rows, dtype=np.int64)
         pos[rows] = np.arange(len(rows))
         mgs = min_group_size if min_group_size is not None else default_min_group_size(len(rows))
-        frame, numbers, params = _cluster_class(vectors, graph, pos, method, int(mgs), min_samples, n_representatives)
+        frame, numbers, params = _cluster_class(
+            vectors, graph, pos, method, int(mgs), min_samples, n_representatives, seed
+        )
         frames.append(frame)
         summary[str(c)] = numbers
         per_class[str(c)] = params
@@ -105,6 +118,9 @@ def find_subgroups(
         "from neighbours, whichever is smaller (Iglewicz & Hoaglin 1993)",
         "min_group_size_rule": ("given" if min_group_size is not None else "max(5, ceil(1% of class)), at most 100")
         + "; members of smaller groups are unclustered (-1)",
+        "spectral_rule": f"recursive Fiedler sweep-cut bisection of the unweighted kNN graph; a split is kept when "
+        f"its conductance < {MAX_CONDUCTANCE} and its mean ARI with the splits of 4 random 80% subgraphs >= "
+        f"{MIN_STABILITY}; a group's stability = the smallest agreement of the splits that made it",
         "homogeneity": "mean resultant length |mean of unit vectors| = mean similarity to the class mean direction",
         "n_representatives": n_representatives,
         "seed": seed,
@@ -116,7 +132,14 @@ def find_subgroups(
 
 
 def _cluster_class(
-    vectors: np.ndarray, graph: NeighborGraph, pos: np.ndarray, method: str, mgs: int, min_samples: int, n_reps: int
+    vectors: np.ndarray,
+    graph: NeighborGraph,
+    pos: np.ndarray,
+    method: str,
+    mgs: int,
+    min_samples: int,
+    n_reps: int,
+    seed: int,
 ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
     t0 = time.perf_counter()
     rows = np.asarray(graph.rows, dtype=np.int64)
@@ -126,17 +149,30 @@ def _cluster_class(
     core = dist[:, ms - 1] if m > 1 and graph.k else np.full(m, np.inf)
     eps, details = estimate_eps(core, local_log_deviation(core, local))
     params: dict[str, Any] = {"n": m, "min_group_size": mgs, "min_samples": ms, "eps": eps, **details}
+    groups: list[dict[str, Any]] = [{"stability": 1.0, "conductance": None, "depth": 0}]
     if m < 2 * mgs or not np.isfinite(core).any():
         labels, quality = np.zeros(m, dtype=np.int64), np.ones(m)
         params["split"] = False
+    elif method == "spectral":
+        labels, quality, groups, found = spectral_labels(local, dist, core, mgs, seed=seed)
+        params.update(found)
+        params["split"] = True
     else:
         fit = hdbscan_labels if method == "hdbscan" else dbscan_labels
         args = (mgs, eps) if method == "hdbscan" else (ms, eps)
         labels, quality, params["n_components"] = fit(local, dist, core, *args)
         params["split"] = True
+    raw = labels
     labels = _order_by_size(labels, rows, mgs if params["split"] else 1)
     quality = np.where(labels >= 0, np.clip(quality, 0.0, 1.0), 0.0)
-    frame, sizes = _describe(vectors, rows, {"cluster": labels, "cluster_quality": quality}, n_reps)
+    stability = np.full(m, np.nan)
+    if method == "spectral":  # the record of each final group, found through its members' raw label
+        params["groups"] = [{"size": 0, **groups[int(raw[labels == j][0])]} for j in range(int(labels.max()) + 1)]
+        for j, record in enumerate(params["groups"]):
+            record["size"] = int(np.sum(labels == j))
+            stability[labels == j] = record["stability"]
+    found = {"cluster": labels, "cluster_quality": quality, "cluster_stability": stability}
+    frame, sizes = _describe(vectors, rows, found, n_reps)
     numbers = {
         "n": m,
         "n_clusters": len(sizes),
@@ -153,9 +189,11 @@ def _cluster_class(
 def _describe(
     vectors: np.ndarray, rows: np.ndarray, found: dict[str, np.ndarray], n_reps: int
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Findings of one class (sizes, medoids, representatives) from its ``cluster`` and ``cluster_quality``."""
+    """Findings of one class (sizes, medoids, representatives) from its ``cluster``, ``cluster_quality`` and
+    ``cluster_stability``."""
     labels = found.get("cluster", np.empty(0, dtype=np.int64))
     quality = found.get("cluster_quality", np.empty(0))
+    stability = found.get("cluster_stability", np.full(len(labels), np.nan))
     member = labels >= 0
     sizes = np.bincount(labels[member]) if member.any() else np.zeros(0, dtype=np.int64)
     is_medoid, is_rep = np.zeros(len(rows), dtype=bool), np.zeros(len(rows), dtype=bool)
@@ -173,6 +211,7 @@ def _describe(
             "is_medoid": is_medoid,
             "is_representative": is_rep,
             "cluster_quality": quality.astype(np.float64),
+            "cluster_stability": stability.astype(np.float64),
             "is_unclustered": ~member,
         },
         index=pd.Index(rows, name="row"),

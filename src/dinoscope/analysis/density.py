@@ -36,7 +36,14 @@ from dinoscope._deps import require
 from dinoscope.analysis.base import NeighborGraph
 from dinoscope.analysis.outliers import Z_CUTOFF, robust_z
 
-__all__ = ["dbscan_labels", "estimate_eps", "hdbscan_labels", "local_distances", "local_log_deviation"]
+__all__ = [
+    "dbscan_labels",
+    "drop_stragglers",
+    "estimate_eps",
+    "hdbscan_labels",
+    "local_distances",
+    "local_log_deviation",
+]
 
 #: Distance given to the edges that join disconnected parts of a class graph (cosine distances are <= 2).
 _BRIDGE = 3.0
@@ -170,7 +177,7 @@ def hdbscan_labels(
         kw = {"min_cluster_size": mgs, "min_samples": 1, "cluster_selection_epsilon": eps}
         model = hdbscan.HDBSCAN(metric="precomputed", allow_single_cluster=True, **kw).fit(g)
         labels, probs = model.labels_, model.probabilities_
-    labels = _drop_stragglers(np.asarray(labels, dtype=np.int64), core, local, dist)
+    labels = drop_stragglers(np.asarray(labels, dtype=np.int64), core, local, dist)
     return labels, np.where(labels >= 0, np.asarray(probs, dtype=np.float64), 0.0), n_comp
 
 
@@ -193,7 +200,7 @@ def _single_linkage(a_rows: np.ndarray, b_rows: np.ndarray, weights: np.ndarray)
     return np.column_stack([left, right, weights, size[n:]]).astype(np.float64)
 
 
-def _drop_stragglers(labels: np.ndarray, core: np.ndarray, local: np.ndarray, dist: np.ndarray) -> np.ndarray:
+def drop_stragglers(labels: np.ndarray, core: np.ndarray, local: np.ndarray, dist: np.ndarray) -> np.ndarray:
     """Unclustered: members that are neither core nor border objects of their own group (DBSCAN per group).
 
     HDBSCAN keeps in a group every object still attached when the group is born, so an object far from
