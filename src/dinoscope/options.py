@@ -221,7 +221,8 @@ class AnalysisOptions(StrictModel):
 
     k: int = Field(15, ge=2, description="Neighbours per object in the shared kNN graph.")
     cluster_method: Literal["spectral", "hdbscan", "dbscan"] = Field(
-        "spectral", description="Sub-groups: spectral (stable graph bottlenecks), hdbscan or dbscan (density)."
+        "hdbscan",
+        description="Sub-groups: hdbscan, dbscan (density) or spectral (stable graph bottlenecks; experimental).",
     )
     map_method: Literal["umap", "pacmap", "pca", "none"] = Field(
         "umap", description="2-D maps: umap, pacmap, pca or none."
