@@ -5,8 +5,8 @@ EfficientNet-Lite0 (fp32), the analyses exactly as ``dinoscope analyze`` runs th
 
 1. Sub-groups: DeepPCB boxes merged into two classes (missing copper = open + mousebite + pin-hole; extra
    copper = short + spur + spurious copper); truth = the original type. Adjusted Rand index of dinoscope's
-   groups (not told k) vs k-means told the true k = 3, per class; and each original type alone, where one group
-   is the right answer.
+   groups (not told k; ``hdbscan``, the default, and ``spectral``) vs k-means told the true k = 3, per class;
+   and each original type alone, where one group is the right answer.
 2. Near-duplicates: PPE train as whole images; truth = the ``<orig>.rf.`` copy groups (``img*`` files left
    out). Pair precision / recall of dinoscope's duplicate groups vs the mutual top-2 neighbour rule.
 3. Label errors: DeepPCB boxes with 5% of labels flipped (seeded); AUROC and precision@k (k = flips) of
@@ -33,7 +33,9 @@ from dinoscope.analysis.stage import run_analyses
 from dinoscope.options import AnalysisOptions
 
 
-def analyse(vectors: np.ndarray, class_id: np.ndarray, names: list[str], labelled: bool) -> tuple[dict, float]:
+def analyse(
+    vectors: np.ndarray, class_id: np.ndarray, names: list[str], labelled: bool, cluster_method: str = "hdbscan"
+) -> tuple[dict, float]:
     """dinoscope's analyses over the vectors (no maps), and their wall time."""
     started = time.perf_counter()
     results, _, _ = run_analyses(
@@ -42,7 +44,7 @@ def analyse(vectors: np.ndarray, class_id: np.ndarray, names: list[str], labelle
         names=names,
         labelled=labelled,
         split=np.full(len(vectors), "train"),
-        options=AnalysisOptions(map_method="none"),
+        options=AnalysisOptions(map_method="none", cluster_method=cluster_method),
     )
     return results, time.perf_counter() - started
 
@@ -50,22 +52,27 @@ def analyse(vectors: np.ndarray, class_id: np.ndarray, names: list[str], labelle
 def subgroups(table, truth: np.ndarray, vectors: np.ndarray) -> None:
     from sklearn.metrics import adjusted_rand_score
 
-    results, seconds = analyse(vectors, table.class_id, list(table.class_names), labelled=True)
-    cluster = results["clusters"].findings["cluster"].to_numpy()
-    print(f"\n1. Sub-groups: DeepPCB merged into two classes ({len(table)} boxes; analyses {seconds:.1f} s)")
-    print(f"   {'class':<16} {'n':>5} {'types':>5} {'dinoscope groups':>16} {'ARI':>6} {'k-means (k=3) ARI':>18}")
+    methods = ("hdbscan", "spectral")
+    found = {m: analyse(vectors, table.class_id, list(table.class_names), True, m) for m in methods}
+    print(f"\n1. Sub-groups: DeepPCB merged into two classes ({len(table)} boxes), ARI (groups found)")
+    print(f"   {'class':<16} {'n':>5} {'hdbscan (default)':>18} {'spectral':>14} {'k-means told k=3':>17}")
     for c, name in enumerate(table.class_names):
         rows = np.flatnonzero(table.class_id == c)
-        ours = adjusted_rand_score(truth[rows], cluster[rows])
+        cells = []
+        for m in methods:
+            cluster = found[m][0]["clusters"].findings["cluster"].to_numpy()[rows]
+            n_groups = len(set(cluster.tolist()) - {-1})
+            cells.append(f"{adjusted_rand_score(truth[rows], cluster):.3f} ({n_groups})")
         base = adjusted_rand_score(truth[rows], realdata.kmeans_told_k(vectors[rows], 3))
-        n_groups = len(set(cluster[rows].tolist()) - {-1})
-        print(f"   {name:<16} {len(rows):>5} {3:>5} {n_groups:>16} {ours:>6.3f} {base:>18.3f}")
-    print("   one type alone (the right answer is one group):")
+        print(f"   {name:<16} {len(rows):>5} {cells[0]:>18} {cells[1]:>14} {base:>17.3f}")
+    print("   one type alone (the right answer is one group): groups found by hdbscan / spectral")
     for t in np.unique(truth):
         rows = np.flatnonzero(truth == t)
-        alone, _ = analyse(vectors[rows], np.zeros(len(rows), int), [f"type{t}"], labelled=False)
-        found = alone["clusters"].findings["cluster"].to_numpy()
-        print(f"     type {t}: {len(rows)} boxes -> {len(set(found.tolist()) - {-1})} group(s)")
+        counts = []
+        for m in methods:
+            alone, _ = analyse(vectors[rows], np.zeros(len(rows), int), [f"type{t}"], False, m)
+            counts.append(len(set(alone["clusters"].findings["cluster"].tolist()) - {-1}))
+        print(f"     type {t}: {len(rows)} boxes -> {counts[0]} / {counts[1]}")
 
 
 def duplicates(table, groups: np.ndarray, vectors: np.ndarray) -> None:
