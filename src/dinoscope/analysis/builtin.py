@@ -89,11 +89,25 @@ def run_duplicates(ctx: AnalysisContext) -> AnalysisResult:
 
 
 def run_label_errors(ctx: AnalysisContext) -> AnalysisResult:
-    """Label errors; a duplicate's copies do not vote (:func:`~dinoscope.analysis.label_errors.find_label_errors`)."""
+    """Label errors from the kNN votes and a cross-validated linear probe
+    (:func:`~dinoscope.analysis.label_errors.find_label_errors`): a duplicate's copies do not vote, and the boxes
+    of one source image and the members of one duplicate group stay in one fold of the probe."""
     from dinoscope.analysis.label_errors import find_label_errors
+    from dinoscope.analysis.probe import ProbeSettings
 
     groups = ctx.results["duplicates"].findings["duplicate_group"].to_numpy()
-    return find_label_errors(ctx.vectors, ctx.graph, ctx.class_id, duplicate_group=groups, class_names=ctx.names)
+    images = None
+    if ctx.table is not None and len(ctx.table) == len(ctx.vectors):
+        images = pd.factorize(ctx.table.data["source"].astype(str))[0]
+    return find_label_errors(
+        ctx.vectors,
+        ctx.graph,
+        ctx.class_id,
+        duplicate_group=groups,
+        class_names=ctx.names,
+        probe=ProbeSettings(seed=ctx.seed),
+        fold_groups=images,
+    )
 
 
 def run_overlap(ctx: AnalysisContext) -> AnalysisResult:

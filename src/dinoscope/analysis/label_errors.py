@@ -1,4 +1,4 @@
-"""Label-error candidates from neighbour class votes: no trained classifier, only the vectors' kNN graph.
+"""Label-error candidates from neighbour class votes and, optionally, a cross-validated linear probe.
 
 Every labelled object is classified by its neighbours, as in the weighted kNN evaluation of self-supervised
 features (Wu et al., "Unsupervised feature learning via non-parametric instance discrimination", CVPR 2018;
@@ -25,6 +25,13 @@ estimated number of class-i objects with the largest margin ``p(j | x) - p(i | x
 (CL's prune-by-noise-rate) with ``j`` as the suggested class. Objects of classes with fewer than ``k``
 members are never flagged (their neighbour lists cannot be filled by their own class).
 
+With ``probe`` (what the pipeline's runner passes), the votes become one of two out-of-sample opinions:
+a softmax regression cross-validated over group-aware folds (:mod:`~dinoscope.analysis.probe`) gives the
+other, the ranking uses ``0.67 * probe + 0.33 * votes``, and the flags come from ``cleanlab``'s confident
+learning on that average (:mod:`~dinoscope.analysis.label_probe`). On DeepPCB with 5% of labels flipped
+(EfficientNet-Lite0) the votes alone rank the flips with AUROC 0.982, precision@k 0.767; with the probe
+0.992, 0.844 (a plain 5-fold logistic regression: 0.977, 0.767).
+
 Example:
     >>> res = find_label_errors(vectors, graph, class_id, class_names=names)  # doctest: +SKIP
     >>> res.findings.sort_values("label_quality").head()  # doctest: +SKIP
@@ -41,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from dinoscope.analysis.base import AnalysisResult, NeighborGraph
+from dinoscope.analysis.probe import ProbeSettings
 
 __all__ = ["DEFAULT_K", "TEMPERATURE", "find_label_errors"]
 
@@ -63,6 +71,8 @@ def find_label_errors(
     duplicate_group: np.ndarray | None = None,
     class_names: Sequence[str] | None = None,
     temperature: float = TEMPERATURE,
+    probe: ProbeSettings | None = None,
+    fold_groups: np.ndarray | None = None,
 ) -> AnalysisResult:
     """Rank objects by how strongly their neighbours vote against their label, and flag confident errors.
 
@@ -75,6 +85,11 @@ def find_label_errors(
             do not vote for it.
         class_names: Names indexed by class id, for ``summary`` and ``info`` (default: the ids as text).
         temperature: T of the vote weights ``exp(sim / T)``.
+        probe: Also fit a cross-validated linear probe (:mod:`~dinoscope.analysis.label_probe`): the ranking
+            and the flags then come from ``w * probe + (1 - w) * votes``, flagged by ``cleanlab``'s confident
+            learning; None = the kNN votes alone.
+        fold_groups: (N,) group of every row for the probe's folds (e.g. the source image of boxes; -1 none):
+            a group, and a duplicate group, never straddles two folds.
 
     Returns:
         ``AnalysisResult("label_errors")``; findings indexed by global row with ``is_label_error``,
@@ -118,16 +133,28 @@ def find_label_errors(
     lab = labels[rows]
     eligible = (lab >= 0) & (sizes[np.maximum(lab, 0)] >= k) & (n_votes > 0)
     vote = _Votes(lab, own, cand_labels, cand_shares, total, prior)
-    estimated = _calibrated_off_diagonal(lab, confident, eligible, n_classes)
-    flagged, flag_class = _prune_by_noise_rate(vote, eligible, estimated)
-
-    suggestion = np.where(flagged, flag_class, np.where(confident >= 0, confident, best))
     suggested = np.full(n, -1, dtype=np.int64)
-    suggested[rows] = suggestion
     share = np.full(n, np.nan)
-    share[rows] = np.where(suggestion >= 0, vote.share_of(np.arange(len(rows)), suggestion), np.nan)
     flag = np.zeros(n, dtype=bool)
-    flag[rows] = flagged
+    probe_info: dict[str, Any] | None = None
+    if probe is None:
+        estimated = _calibrated_off_diagonal(lab, confident, eligible, n_classes)
+        flagged, flag_class = _prune_by_noise_rate(vote, eligible, estimated)
+        suggestion = np.where(flagged, flag_class, np.where(confident >= 0, confident, best))
+        suggested[rows] = suggestion
+        share[rows] = np.where(suggestion >= 0, vote.share_of(np.arange(len(rows)), suggestion), np.nan)
+        flag[rows] = flagged
+    else:
+        from dinoscope.analysis.label_probe import knn_probabilities, probe_label_issues
+
+        knn = knn_probabilities(n, rows, n_classes, cand_labels, cand_shares, total, prior)
+        may_flag = (labels >= 0) & (sizes[np.maximum(labels, 0)] >= k)
+        combined = probe_label_issues(vectors, labels, knn, may_flag, (fold_groups, groups), probe)
+        everyone = np.arange(n)
+        quality = np.where(labels >= 0, combined.probabilities[everyone, np.maximum(labels, 0)], np.nan)
+        flag, suggested, thresholds = combined.flagged, combined.suggested, combined.thresholds
+        share = combined.probabilities[everyone, suggested].astype(np.float64)
+        estimated, probe_info = combined.estimated, combined.info
     votes = np.zeros(n, dtype=np.int64)
     votes[rows] = n_votes
 
@@ -142,6 +169,12 @@ def find_label_errors(
     )
     info, summary = _report(labels, flag, suggested, thresholds, sizes, names, k, temperature, groups is not None)
     info["reference_similarity"] = round(s_ref, 6)
+    if probe_info is not None:
+        info["probe"] = probe_info
+        info["rule"] = (
+            "confident learning (cleanlab, prune by noise rate) on the combined out-of-sample probabilities "
+            f"({probe_info['combined']}); threshold of class j = mean combined p(j|x) of its members"
+        )
     info["estimated_errors"] = {f"{names[i]}->{names[j]}": n_ij for (i, j), n_ij in sorted(estimated.items())}
     logger.info("label errors: %d candidates among %d labelled objects", int(flag.sum()), int((labels >= 0).sum()))
     return AnalysisResult("label_errors", findings, info=info, summary=summary)
