@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -129,59 +126,6 @@ def test_bad_shapes_are_reported() -> None:
 # ------------------------------------------------------------------------------------- real data: PPE
 
 
-@pytest.fixture(scope="module")
-def ppe_whole_run(ppe_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, object]:
-    """All 909 PPE images embedded once as whole images with EfficientNet-Lite0 (about a minute on 2 cores)."""
-    from dinoscope.embed.store import EmbeddingStore
-    from dinoscope.table import ObjectTable
-    from dinoscope.workflows.embed import embed
-
-    out = tmp_path_factory.mktemp("ppe") / "run"
-    embed(dataset=ppe_dir, out=out, model="efficientnet-lite0", whole_images=True, no_cache=True)
-    table = ObjectTable.read_parquet(out / "objects.parquet")
-    return EmbeddingStore.open(out / "embeddings").as_array(np.float32), table
-
-
-def _pairs(labels: np.ndarray, keep: np.ndarray) -> set[tuple[int, int]]:
-    """Unordered row pairs sharing a label, among rows where ``keep`` is true."""
-    out: set[tuple[int, int]] = set()
-    for lab in np.unique(labels[keep]):
-        rows = np.flatnonzero((labels == lab) & keep)
-        out.update(itertools.combinations(rows.tolist(), 2))
-    return out
-
-
-@pytest.mark.slow
-def test_ppe_augmented_copies_are_near_duplicate_groups(ppe_whole_run: tuple[np.ndarray, object]) -> None:
-    """The export holds 3 augmented copies of each source photo ('<orig>.rf.' prefix): they must come out as
-    duplicate groups. Prefixes naming several photos (6 files, e.g. 'img_09_jpg') are left out of the score."""
-    vectors, table = ppe_whole_run
-    assert len(vectors) == 909
-    prefix = np.array([Path(s).name.split(".rf.")[0] for s in table.data["source"]])
-    _, inverse, counts = np.unique(prefix, return_inverse=True, return_counts=True)
-    clean = counts[inverse] == 3  # colliding prefixes (6 files) are ambiguous
-    assert clean.sum() == 909 - 4 * 6
-
-    res = find_duplicates(vectors, build_neighbor_graph(vectors, K), table.data["content_hash"].to_numpy())
-    group = res.findings["duplicate_group"].to_numpy()
-    truth = _pairs(prefix, clean)
-    found = _pairs(group, clean & (group >= 0))
-    precision = len(found & truth) / max(len(found), 1)
-    recall = len(found & truth) / len(truth)
-    in_group = clean & (group >= 0)
-    print(
-        f"\nPPE whole-image near-duplicate pairs: precision {precision:.3f}, recall {recall:.3f} "
-        f"({len(found & truth)}/{len(found)} found pairs true, {len(truth)} true pairs); objects in groups "
-        f"{in_group.sum()}/{clean.sum()}; rule {res.info['rule']}, rho threshold {res.info['threshold']:.3f}, "
-        f"eta {res.info['otsu_eta']:.3f}"
-    )
-    assert res.info["rule"] == "otsu"
-    # measured 0.966 (0.974 before the mutual-rank rule); most false pairs are near-identical source photos
-    assert precision >= 0.95
-    assert recall >= 0.95  # measured 0.977 (0.885 before the mutual-rank rule, which brings back rotated copies)
-    assert res.findings["is_exact_duplicate"].sum() == 0  # augmented copies are never byte-identical
-
-
 def test_approximate_graph_that_missed_true_neighbours_is_verified_exactly() -> None:
     # Rows 0 and 1 sit in a tight cluster A; an approximate search "stuck" in cluster B found only each other
     # plus B's rows, so their k-th neighbour looks far and the pair looks like a copy. Exact re-measurement of
@@ -219,7 +163,9 @@ def _with_triples(vectors: np.ndarray, frac: float, noise: float, seed: int = 0)
 
 
 def _group_pairs(group: np.ndarray) -> set[tuple[int, int]]:
-    return _pairs(group, group >= 0)
+    from tests.realdata import pairs_of_groups
+
+    return pairs_of_groups(group)
 
 
 @pytest.mark.parametrize("method", ["exact", "hnsw"])
