@@ -270,3 +270,26 @@ def test_pages_are_loaded_on_demand(planted: Planted) -> None:
     import yaml
 
     assert yaml.safe_load((planted.run / "run.yaml").read_text())["report"]["initial_bytes"] < 200_000
+
+
+def test_spectral_groups_show_their_stability(planted_copy: Planted) -> None:
+    """Sub-groups of the spectral method carry a stability (their confidence); the class page shows it."""
+    import pandas as pd
+
+    from dinoscope.report import build_report
+    from dinoscope.workflows.analyze import analyze
+
+    analyze(run=planted_copy.run, map_method="pca", cluster_method="spectral")
+    build_report(planted_copy.run, workers=0, figures=False)
+    clusters = pd.read_parquet(planted_copy.run / "findings" / "clusters.parquet")
+    alpha = clusters.merge(pd.read_parquet(planted_copy.run / "objects.parquet"), on="object_id")
+    alpha = alpha[(alpha["class_id"] == 0) & (alpha["cluster"] >= 0)]
+    expected = alpha.groupby("cluster")["cluster_stability"].first().sort_index()
+    doc = parse(planted_copy.page("class-000")["html"])
+    shown = {
+        int(g.attrs["data-cluster"]): float(g.find("span", cls="stability").text.split()[-1])
+        for g in doc.find("div", id="groups").find_all("div", cls="group")
+        if g.attrs["data-cluster"] != "-1"
+    }
+    assert len(shown) == len(expected) >= 1
+    assert shown == pytest.approx({int(c): round(float(v), 2) for c, v in expected.items()})

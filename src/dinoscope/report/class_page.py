@@ -166,6 +166,11 @@ def _groups(view: View, plan: ClassPlan) -> str:
     for i, g in enumerate(plan.groups):
         share = g.size / max(len(plan.rows), 1)
         cohesion = f" · cohesion {fmt_num(g.cohesion)}" if g.cohesion is not None else ""
+        if g.stability is not None:  # how often resamples find the group again (its confidence)
+            cohesion += (
+                f' · <span class="stability" title="found again over resamples">stability {fmt_num(g.stability)}</span>'
+            )
+
         extras = [" medoid" if view.value(int(r), "is_medoid", False) else "" for r in g.shown.tolist()]
         rows.append(
             f'<div class="group" data-cluster="{g.cluster}" data-size="{g.size}"><div class="ghead">'

@@ -46,12 +46,14 @@ class Limits:
 
 @dataclass
 class GroupPlan:
-    """One sub-group of a class: its cluster label, size and the rows shown (medoid first)."""
+    """One sub-group of a class: its cluster label, size, the rows shown (medoid first), the members' mean
+    ``cluster_quality`` (cohesion) and the group's stability over resamples (spectral method; None otherwise)."""
 
     cluster: int
     size: int
     shown: np.ndarray
     cohesion: float | None = None
+    stability: float | None = None
 
 
 @dataclass
@@ -204,6 +206,7 @@ def _plan_groups(plan: ClassPlan, objects: pd.DataFrame, limits: Limits, rng: np
     medoid = _col(objects, "is_medoid", False)[rows].astype(bool)
     rep = _col(objects, "is_representative", False)[rows].astype(bool)
     quality = _col(objects, "cluster_quality", np.nan)[rows].astype(float)
+    stability = _col(objects, "cluster_stability", np.nan)[rows].astype(float)
     labels, sizes = np.unique(cluster[cluster >= 0], return_counts=True)
     order = np.lexsort((labels, -sizes))
     plan.n_groups = len(labels)
@@ -213,7 +216,10 @@ def _plan_groups(plan: ClassPlan, objects: pd.DataFrame, limits: Limits, rng: np
         ranked = np.lexsort((-quality[inside], ~rep[inside], ~medoid[inside]))  # medoid, representatives, cohesive
         shown = rows[inside][ranked][: limits.per_group]
         cohesion = float(np.nanmean(quality[inside])) if np.isfinite(quality[inside]).any() else None
-        plan.groups.append(GroupPlan(int(labels[i]), int(sizes[i]), shown, cohesion))
+        stable = stability[inside][np.isfinite(stability[inside])]
+        plan.groups.append(
+            GroupPlan(int(labels[i]), int(sizes[i]), shown, cohesion, float(stable[0]) if len(stable) else None)
+        )
     loose = rows[cluster < 0]
     plan.n_unclustered = len(loose)
     take = min(len(loose), limits.per_group)
