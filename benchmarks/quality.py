@@ -78,8 +78,8 @@ def subgroups(table, truth: np.ndarray, vectors: np.ndarray) -> None:
 def duplicates(table, groups: np.ndarray, vectors: np.ndarray) -> None:
     results, seconds = analyse(vectors, np.zeros(len(table), int), ["(unlabelled)"], labelled=False)
     found = results["duplicates"].findings["duplicate_group"].fillna(-1).to_numpy().astype(int)
-    truth, judged = realdata.truth_pairs(groups), groups >= 0
-    p, r = realdata.pair_scores(realdata.pairs_of_groups(found), truth, judged)
+    truth, judged = realdata.group_pairs(groups), groups >= 0
+    p, r = realdata.pair_scores(realdata.group_pairs(found), truth, judged)
     bp, br = realdata.pair_scores(realdata.mutual_top2_pairs(vectors), truth, judged)
     print(f"\n2. Near-duplicates: PPE train whole images ({len(table)}; {len(truth)} true pairs; {seconds:.1f} s)")
     print(f"   {'method':<22} {'precision':>9} {'recall':>7}")

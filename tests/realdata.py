@@ -84,18 +84,13 @@ def vectors_of(table: ObjectTable, run_dir: Path, model: str = "efficientnet-lit
 
 
 # --- metrics ------------------------------------------------------------------------------------------------
-def truth_pairs(groups: np.ndarray) -> set[tuple[int, int]]:
-    """Every pair of rows sharing a group id >= 0."""
+def group_pairs(groups: np.ndarray) -> set[tuple[int, int]]:
+    """Every pair of rows sharing a group id >= 0 (a truth's groups or the groups an analysis found)."""
     pairs: set[tuple[int, int]] = set()
     for g in np.unique(groups[groups >= 0]):
         rows = np.flatnonzero(groups == g).tolist()
         pairs.update((a, b) for i, a in enumerate(rows) for b in rows[i + 1 :])
     return pairs
-
-
-def pairs_of_groups(groups: np.ndarray) -> set[tuple[int, int]]:
-    """The pairs a grouping claims (same as :func:`truth_pairs`; -1 = in no group)."""
-    return truth_pairs(groups)
 
 
 def pair_scores(found: set[tuple[int, int]], truth: set[tuple[int, int]], judged: np.ndarray) -> tuple[float, float]:

@@ -9,6 +9,7 @@ from dinoscope.analysis.base import NeighborGraph
 from dinoscope.analysis.duplicates import FENCE_MAX, find_duplicates
 from dinoscope.analysis.neighbors import build_neighbor_graph
 from tests.analysis.synthetic import make_vectors, normalize
+from tests.realdata import group_pairs
 
 K = 15
 
@@ -162,12 +163,6 @@ def _with_triples(vectors: np.ndarray, frac: float, noise: float, seed: int = 0)
     return np.concatenate([vectors, *copies]).astype(np.float32), group
 
 
-def _group_pairs(group: np.ndarray) -> set[tuple[int, int]]:
-    from tests.realdata import pairs_of_groups
-
-    return pairs_of_groups(group)
-
-
 @pytest.mark.parametrize("method", ["exact", "hnsw"])
 def test_mutual_rank_finds_far_copies_where_copies_fill_the_top_ranks(method: str) -> None:
     """Every object has two noisy copies: some lie beyond Otsu's cut, but they are mutual top-2 neighbours."""
@@ -178,8 +173,8 @@ def test_mutual_rank_finds_far_copies_where_copies_fill_the_top_ranks(method: st
     assert info["rule"] == "otsu" and info["mutual_rule"] == "mutual"
     assert info["mutual_lr"] >= info["mutual_lr_min"]
     assert info["threshold"] < info["mutual_threshold"] <= 0.9 and info["n_mutual_pairs"] > 0
-    found = _group_pairs(f["duplicate_group"].to_numpy())
-    assert found == _group_pairs(truth)
+    found = group_pairs(f["duplicate_group"].to_numpy())
+    assert found == group_pairs(truth)
     assert ((f["duplicate_quality"] <= info["threshold"]) == f["is_near_duplicate"]).all()
 
 
@@ -192,7 +187,7 @@ def test_mutual_rank_is_no_evidence_where_few_objects_have_copies(seed: int) -> 
     assert res.info["rule"] == "otsu" and res.info["mutual_rule"] == "off"
     assert res.info["mutual_lr"] < res.info["mutual_lr_min"]
     assert res.info["mutual_threshold"] == res.info["threshold"] and res.info["n_mutual_pairs"] == 0
-    assert _group_pairs(res.findings["duplicate_group"].to_numpy()) == _group_pairs(truth)
+    assert group_pairs(res.findings["duplicate_group"].to_numpy()) == group_pairs(truth)
 
 
 def test_user_threshold_turns_the_mutual_rule_off() -> None:

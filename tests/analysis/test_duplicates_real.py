@@ -23,9 +23,9 @@ def test_ppe_copy_groups_precision_and_recall(real_ppe: tuple) -> None:
     graph = build_neighbor_graph(vectors, k=15)
     res = find_duplicates(vectors, graph, np.full(len(vectors), "", dtype=object))
     seconds = time.perf_counter() - start
-    found = realdata.pairs_of_groups(res.findings["duplicate_group"].to_numpy())
-    precision, recall = realdata.pair_scores(found, realdata.truth_pairs(groups), groups >= 0)
-    baseline = realdata.pair_scores(realdata.mutual_top2_pairs(vectors), realdata.truth_pairs(groups), groups >= 0)
+    found = realdata.group_pairs(res.findings["duplicate_group"].to_numpy())
+    precision, recall = realdata.pair_scores(found, realdata.group_pairs(groups), groups >= 0)
+    baseline = realdata.pair_scores(realdata.mutual_top2_pairs(vectors), realdata.group_pairs(groups), groups >= 0)
     info = res.info
     print(
         f"\nPPE whole images ({len(table)}): duplicate-group pairs precision {precision:.3f} recall {recall:.3f} "

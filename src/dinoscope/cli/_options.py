@@ -21,7 +21,7 @@ from pydantic.fields import FieldInfo
 
 from dinoscope.config import StrictModel, settings_with_file
 
-__all__ = ["Display", "Invocation", "config_command", "option_names"]
+__all__ = ["Display", "Invocation", "config_command"]
 
 CONFIG_HELP = "YAML file of these settings (flags given on the command line win over it)."
 #: Help panels of the option groups (a group not listed gets its own, named after it).
@@ -141,11 +141,6 @@ def config_command(
     command.__doc__ = doc if doc is not None else handler.__doc__
     command.__name__ = getattr(handler, "__name__", "command").strip("_")
     return command
-
-
-def option_names(command: Callable[..., None]) -> set[str]:
-    """The parameter names of a generated command (config keys, ``config`` and display options)."""
-    return set(inspect.signature(command).parameters) - {"ctx"}
 
 
 def _cli_type(annotation: Any) -> Any:

@@ -44,7 +44,6 @@ class ReportOptions(StrictModel):
     figures: bool | None = Field(
         None,
         description="PNG figures for slides (default: when matplotlib is installed).",
-        json_schema_extra={"flag": "--figures/--no-figures"},
     )
     dataset_root: Path | None = Field(None, description="Where the images are, if they moved since the run.")
     max_class_points: int = Field(2_000, ge=10, description="Points drawn on each class map (a seeded sample beyond).")
