@@ -5,7 +5,8 @@ EfficientNet-Lite0 (fp32), the analyses exactly as ``dinoscope analyze`` runs th
 
 1. Sub-groups: DeepPCB boxes merged into two classes (missing copper = open + mousebite + pin-hole; extra
    copper = short + spur + spurious copper); truth = the original type. Adjusted Rand index of dinoscope's
-   groups (not told k; ``hdbscan``, the default, and ``spectral``) vs k-means told the true k = 3, per class;
+   groups (not told k; ``auto``, the default, and the two steps it combines, ``hdbscan`` and ``spectral``) vs
+   k-means told the true k = 3, per class;
    and each original type alone, where one group is the right answer.
 2. Near-duplicates: PPE train as whole images; truth = the ``<orig>.rf.`` copy groups (``img*`` files left
    out). Pair precision / recall of dinoscope's duplicate groups vs the mutual top-2 neighbour rule.
@@ -34,7 +35,7 @@ from dinoscope.options import AnalysisOptions
 
 
 def analyse(
-    vectors: np.ndarray, class_id: np.ndarray, names: list[str], labelled: bool, cluster_method: str = "hdbscan"
+    vectors: np.ndarray, class_id: np.ndarray, names: list[str], labelled: bool, cluster_method: str = "auto"
 ) -> tuple[dict, float]:
     """dinoscope's analyses over the vectors (no maps), and their wall time."""
     started = time.perf_counter()
@@ -52,27 +53,33 @@ def analyse(
 def subgroups(table, truth: np.ndarray, vectors: np.ndarray) -> None:
     from sklearn.metrics import adjusted_rand_score
 
-    methods = ("hdbscan", "spectral")
+    methods = ("auto", "hdbscan", "spectral")
     found = {m: analyse(vectors, table.class_id, list(table.class_names), True, m) for m in methods}
     print(f"\n1. Sub-groups: DeepPCB merged into two classes ({len(table)} boxes), ARI (groups found)")
-    print(f"   {'class':<16} {'n':>5} {'hdbscan (default)':>18} {'spectral':>14} {'k-means told k=3':>17}")
+    head = "".join(f"{m + (' (default)' if m == 'auto' else ''):>16}" for m in methods)
+    print(f"   {'class':<16} {'n':>5}{head} {'k-means told k=3':>17}")
     for c, name in enumerate(table.class_names):
         rows = np.flatnonzero(table.class_id == c)
-        cells = []
+        cells = ""
         for m in methods:
             cluster = found[m][0]["clusters"].findings["cluster"].to_numpy()[rows]
             n_groups = len(set(cluster.tolist()) - {-1})
-            cells.append(f"{adjusted_rand_score(truth[rows], cluster):.3f} ({n_groups})")
+            cells += f"{f'{adjusted_rand_score(truth[rows], cluster):.3f} ({n_groups})':>16}"
         base = adjusted_rand_score(truth[rows], realdata.kmeans_told_k(vectors[rows], 3))
-        print(f"   {name:<16} {len(rows):>5} {cells[0]:>18} {cells[1]:>14} {base:>17.3f}")
-    print("   one type alone (the right answer is one group): groups found by hdbscan / spectral")
+        print(f"   {name:<16} {len(rows):>5}{cells} {base:>17.3f}")
+    for m in methods:
+        seconds = found[m][1]
+        stability = found[m][0]["clusters"].findings["cluster_stability"].dropna()
+        shown = f", group stability {stability.min():.2f}-{stability.max():.2f}" if len(stability) else ""
+        print(f"   {m}: all analyses {seconds:.1f} s{shown}")
+    print(f"   one type alone (the right answer is one group): groups found by {' / '.join(methods)}")
     for t in np.unique(truth):
         rows = np.flatnonzero(truth == t)
         counts = []
         for m in methods:
             alone, _ = analyse(vectors[rows], np.zeros(len(rows), int), [f"type{t}"], False, m)
-            counts.append(len(set(alone["clusters"].findings["cluster"].tolist()) - {-1}))
-        print(f"     type {t}: {len(rows)} boxes -> {counts[0]} / {counts[1]}")
+            counts.append(str(len(set(alone["clusters"].findings["cluster"].tolist()) - {-1})))
+        print(f"     type {t}: {len(rows)} boxes -> {' / '.join(counts)}")
 
 
 def duplicates(table, groups: np.ndarray, vectors: np.ndarray) -> None:

@@ -220,9 +220,10 @@ class AnalysisOptions(StrictModel):
     """The analyses over a run's vectors."""
 
     k: int = Field(15, ge=2, description="Neighbours per object in the shared kNN graph.")
-    cluster_method: Literal["spectral", "hdbscan", "dbscan"] = Field(
-        "hdbscan",
-        description="Sub-groups: hdbscan, dbscan (density) or spectral (stable graph bottlenecks; experimental).",
+    cluster_method: Literal["auto", "spectral", "hdbscan", "dbscan"] = Field(
+        "auto",
+        description="Sub-groups: auto (density groups, each split where its kNN graph has a stable bottleneck), "
+        "hdbscan or dbscan (density gaps only) or spectral (bottlenecks only).",
     )
     map_method: Literal["umap", "pacmap", "pca", "none"] = Field(
         "umap", description="2-D maps: umap, pacmap, pca or none."

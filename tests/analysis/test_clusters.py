@@ -15,7 +15,7 @@ pytest.importorskip("hdbscan")
 sk_cluster = pytest.importorskip("sklearn.cluster")
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
-METHODS = ["spectral", "hdbscan", "dbscan"]
+METHODS = ["auto", "spectral", "hdbscan", "dbscan"]
 K = 15
 
 
@@ -153,7 +153,7 @@ def test_groups_smaller_than_min_group_size_are_unclustered() -> None:
     vectors = np.concatenate([base.vectors, far_small, far_big])
     class_id = np.zeros(len(vectors), dtype=np.int64)
     graphs = exact_class_graphs(vectors, class_id, K)
-    for method in ("hdbscan", "dbscan"):  # spectral keeps the 8 far objects in the big group (known gap)
+    for method in ("auto", "hdbscan", "dbscan"):  # spectral keeps the 8 far objects in the big group (known gap)
         result = find_subgroups(vectors, class_id, graphs, method=method, min_group_size=20)
         frame = result.findings
         assert result.summary["0"]["cluster_sizes"] == [2000, 40]
@@ -231,7 +231,7 @@ def big():
     return syn, exact_class_graphs(syn.vectors, syn.class_id, K)
 
 
-@pytest.mark.parametrize("method", ["hdbscan", "dbscan"])  # spectral: 30 s and [5, 5, 2, 5] groups here (open)
+@pytest.mark.parametrize("method", ["auto", "hdbscan", "dbscan"])  # spectral: 30 s and [5, 5, 2, 5] groups here (open)
 def test_runtime_20k(big, method: str) -> None:
     syn, graphs = big
     start = time.perf_counter()
@@ -282,11 +282,12 @@ def _shape_class(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.nd
     return vectors, truth, np.zeros(len(vectors), dtype=np.int64)
 
 
-def _spectral(vectors: np.ndarray, class_id: np.ndarray, seed: int = 0):
-    return find_subgroups(vectors, class_id, exact_class_graphs(vectors, class_id, K), method="spectral", seed=seed)
+def _spectral(vectors: np.ndarray, class_id: np.ndarray, method: str = "spectral", seed: int = 0):
+    return find_subgroups(vectors, class_id, exact_class_graphs(vectors, class_id, K), method=method, seed=seed)
 
 
-def test_spectral_splits_two_overlapping_anisotropic_blobs() -> None:
+@pytest.mark.parametrize("method", ["auto", "spectral"])
+def test_spectral_splits_two_overlapping_anisotropic_blobs(method: str) -> None:
     """Two elongated blobs whose tails overlap (no density gap in 64-d): two groups, each stable."""
     rng = np.random.default_rng(3)
     centre, shift = normalize(rng.standard_normal(64)), normalize(rng.standard_normal(64))
@@ -296,7 +297,7 @@ def test_spectral_splits_two_overlapping_anisotropic_blobs() -> None:
         noise[:, axis] *= 3.0
         parts.append(centre + 0.2 * j * shift + noise)
     vectors, truth, class_id = _shape_class(parts)
-    result = _spectral(vectors, class_id)
+    result = _spectral(vectors, class_id, method)
     labels = result.findings["cluster"].to_numpy()
     assert result.summary["0"]["n_clusters"] == 2
     assert adjusted_rand_score(truth, labels) >= 0.8
@@ -305,8 +306,9 @@ def test_spectral_splits_two_overlapping_anisotropic_blobs() -> None:
     assert len(result.info["classes"]["0"]["groups"]) == 2
 
 
+@pytest.mark.parametrize("method", ["auto", "spectral"])
 @pytest.mark.parametrize("shape", ["ring", "gaussian", "anisotropic"])
-def test_spectral_keeps_one_homogeneous_shape_whole(shape: str) -> None:
+def test_spectral_keeps_one_homogeneous_shape_whole(shape: str, method: str) -> None:
     """A ring (no preferred cut: resampled cuts disagree) and Gaussian blobs (no bottleneck) are one group."""
     rng = np.random.default_rng(5)
     n = 1500
@@ -322,7 +324,7 @@ def test_spectral_keeps_one_homogeneous_shape_whole(shape: str) -> None:
             points[:, :2] *= (4.0, 2.0)
         points += normalize(rng.standard_normal(64))
     vectors, _, class_id = _shape_class([points])
-    result = _spectral(vectors, class_id)
+    result = _spectral(vectors, class_id, method)
     assert result.summary["0"]["n_clusters"] == 1
     assert result.findings["is_unclustered"].mean() <= 0.01
     assert (result.findings.loc[result.findings["cluster"] == 0, "cluster_stability"] == 1.0).all()
@@ -332,3 +334,29 @@ def test_spectral_stability_is_nan_for_density_methods(planted) -> None:
     syn, graphs = planted
     frame = find_subgroups(syn.vectors, syn.class_id, graphs, method="hdbscan").findings
     assert frame["cluster_stability"].isna().all()
+
+
+def test_auto_stability_of_density_groups(planted) -> None:
+    """auto: well-separated planted groups are found again on every resample (stability ~1), each group has one."""
+    syn, graphs = planted
+    result = find_subgroups(syn.vectors, syn.class_id, graphs)
+    assert result.info["method"] == "auto"
+    members = result.findings[result.findings["cluster"] >= 0]
+    assert members["cluster_stability"].between(0.95, 1.0).all()
+    assert [len(result.info["classes"][str(c)]["groups"]) for c in (0, 1, 2)] == [4, 3, 1]
+
+
+def test_clusterwise_jaccard() -> None:
+    """A group found again scores 1, one merged with an equal group 0.5, one left unclustered 0."""
+    from dinoscope.analysis.density import clusterwise_jaccard
+
+    labels = np.repeat([0, 1, 2], 10)
+    keep = np.arange(30)
+    same = clusterwise_jaccard(labels, [keep], [labels.copy()])
+    np.testing.assert_allclose(same, [1.0, 1.0, 1.0])
+    merged = clusterwise_jaccard(labels, [keep], [np.repeat([0, 0, 1], 10)])
+    np.testing.assert_allclose(merged, [0.5, 0.5, 1.0])
+    lost = clusterwise_jaccard(labels, [keep], [np.repeat([0, 1, -1], 10)])
+    np.testing.assert_allclose(lost, [1.0, 1.0, 0.0])
+    half = clusterwise_jaccard(labels, [keep[::2], keep], [labels[::2], labels])  # a subsample: sizes shrink too
+    np.testing.assert_allclose(half, [1.0, 1.0, 1.0])

@@ -17,7 +17,7 @@ def test_merged_classes_beat_kmeans_told_k_and_single_types_stay_whole(real_deep
 
     _, truth, vectors = real_deeppcb
     class_id = MERGE[truth]
-    result = find_subgroups(vectors, class_id, exact_class_graphs(vectors, class_id, 15), method="spectral")
+    result = find_subgroups(vectors, class_id, exact_class_graphs(vectors, class_id, 15))  # the default: auto
     labels = result.findings["cluster"].reindex(np.arange(len(vectors))).to_numpy()
     for c in (0, 1):
         rows = np.flatnonzero(class_id == c)
@@ -28,5 +28,5 @@ def test_merged_classes_beat_kmeans_told_k_and_single_types_stay_whole(real_deep
     for t in np.unique(truth):
         rows = np.flatnonzero(truth == t)
         alone = np.zeros(len(rows), dtype=np.int64)
-        single = find_subgroups(vectors[rows], alone, exact_class_graphs(vectors[rows], alone, 15), method="spectral")
+        single = find_subgroups(vectors[rows], alone, exact_class_graphs(vectors[rows], alone, 15))
         assert single.summary["0"]["n_clusters"] == 1, f"type {t}: {single.summary['0']['cluster_sizes']}"

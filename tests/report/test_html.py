@@ -272,14 +272,15 @@ def test_pages_are_loaded_on_demand(planted: Planted) -> None:
     assert yaml.safe_load((planted.run / "run.yaml").read_text())["report"]["initial_bytes"] < 200_000
 
 
-def test_spectral_groups_show_their_stability(planted_copy: Planted) -> None:
-    """Sub-groups of the spectral method carry a stability (their confidence); the class page shows it."""
+@pytest.mark.parametrize("method", ["auto", "spectral"])
+def test_subgroups_show_their_stability(planted_copy: Planted, method: str) -> None:
+    """Sub-groups (default auto method, and spectral) carry a stability (their confidence); the class page shows it."""
     import pandas as pd
 
     from dinoscope.report import build_report
     from dinoscope.workflows.analyze import analyze
 
-    analyze(run=planted_copy.run, map_method="pca", cluster_method="spectral")
+    analyze(run=planted_copy.run, map_method="pca", cluster_method=method)
     build_report(planted_copy.run, workers=0, figures=False)
     clusters = pd.read_parquet(planted_copy.run / "findings" / "clusters.parquet")
     alpha = clusters.merge(pd.read_parquet(planted_copy.run / "objects.parquet"), on="object_id")

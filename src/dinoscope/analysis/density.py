@@ -26,6 +26,7 @@ percentile of the 3rd-neighbour distance) calls 10 % of any class sparse by cons
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,17 +38,20 @@ from dinoscope.analysis.base import NeighborGraph
 from dinoscope.analysis.outliers import Z_CUTOFF, robust_z
 
 __all__ = [
+    "clusterwise_jaccard",
     "dbscan_labels",
     "drop_stragglers",
     "estimate_eps",
     "hdbscan_labels",
     "local_distances",
     "local_log_deviation",
+    "resampled_stability",
 ]
 
 #: Distance given to the edges that join disconnected parts of a class graph (cosine distances are <= 2).
 _BRIDGE = 3.0
 _MIN_DIST = 1e-9
+_SAMPLE_FRAC = 0.8
 
 
 def estimate_eps(core_distances: np.ndarray, local_deviation: np.ndarray | None = None) -> tuple[float, dict[str, Any]]:
@@ -243,3 +247,60 @@ def dbscan_labels(
     labels = skc.DBSCAN(eps=eps, min_samples=ms + 1, metric="precomputed").fit(g).labels_  # +1: itself
     quality = np.where(core <= eps, 1.0, eps / np.maximum(core, _MIN_DIST))
     return np.asarray(labels, dtype=np.int64), np.where(labels >= 0, quality, 0.0), n_comp
+
+
+def resampled_stability(
+    local: np.ndarray,
+    dist: np.ndarray,
+    core: np.ndarray,
+    labels: np.ndarray,
+    fit: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    *,
+    n_resamples: int = 4,
+    seed: int = 0,
+) -> np.ndarray:
+    """Per group of ``labels``: how well ``fit`` finds it again on random 80 % subgraphs (Hennig 2007).
+
+    Args:
+        local, dist, core: The class graph, as in :func:`hdbscan_labels`.
+        labels: (m,) the groups to judge (-1 = unclustered).
+        fit: ``fit(local, dist, core) -> labels`` on a subgraph (the method that found ``labels``).
+        n_resamples: Random subsamples, each keeping 80 % of the objects (and the edges among them).
+        seed: Seed of the subsamples.
+
+    Returns:
+        (n_groups,) mean over the resamples of each group's best Jaccard match among the resampled groups.
+
+    Example:
+        >>> refit = lambda sub, d, c: hdbscan_labels(sub, d, c, 8, eps)[0]  # doctest: +SKIP
+        >>> resampled_stability(local, dist, core, labels, refit)  # doctest: +SKIP
+    """
+    m = len(local)
+    rng = np.random.default_rng(seed)
+    samples, runs = [], []
+    for _ in range(n_resamples):
+        keep = np.flatnonzero(rng.random(m) < _SAMPLE_FRAC)
+        where = np.full(m, -1, dtype=np.int64)
+        where[keep] = np.arange(len(keep))
+        sub = np.where(local[keep] >= 0, where[np.maximum(local[keep], 0)], -1)
+        samples.append(keep)
+        runs.append(np.asarray(fit(sub, np.where(sub >= 0, dist[keep], np.inf), core[keep]), dtype=np.int64))
+    return clusterwise_jaccard(labels, samples, runs)
+
+
+def clusterwise_jaccard(labels: np.ndarray, samples: list[np.ndarray], runs: list[np.ndarray]) -> np.ndarray:
+    """Per group: mean over resamples of its best Jaccard match among the groups of each resampled run.
+
+    ``runs[b]`` labels the objects ``samples[b]``; -1 (unclustered) is no group on either side, but its
+    objects count in the sizes, so a group the run leaves unclustered scores 0.
+    """
+    k = int(labels.max()) + 1 if len(labels) else 0
+    out = np.zeros(max(k, 0))
+    for keep, run in zip(samples, runs, strict=True):
+        table = np.zeros((k + 1, max(int(run.max()) + 1, 0) + 1))  # row / column 0: unclustered
+        np.add.at(table, (labels[keep] + 1, run + 1), 1)
+        inter = table[1:, 1:]
+        union = table.sum(1)[1:, None] + table.sum(0)[None, 1:] - inter
+        if inter.shape[1]:
+            out += (inter / np.maximum(union, 1)).max(axis=1)
+    return out / max(len(runs), 1)

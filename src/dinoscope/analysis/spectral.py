@@ -1,4 +1,4 @@
-"""Sub-groups of one class by recursive spectral bisection of its kNN graph, kept only where they are stable.
+"""Sub-groups of one class from the bottlenecks of its kNN graph, kept only where they are stable.
 
 Real sub-types of a class overlap: in the full embedding space there is no density gap between them (density
 clustering finds one group), yet the within-class kNN graph has a bottleneck — far fewer edges cross between
@@ -14,13 +14,16 @@ two sub-types than cross any cut of a homogeneous class. This module looks for s
    merged types 0.05-0.08) and the same split found again on ``n_resamples`` random 80 % subsamples of the
    graph (adjusted Rand index between the two on the shared objects >= ``min_stability``; Ben-Hur et al. 2002,
    Lange et al. 2004). A ring or an isotropic class has no preferred cut, so resampled cuts disagree.
-4. Both sides are bisected again the same way, until no split passes. The number of groups is therefore
-   decided by the tests, not given.
+4. Once a class has passed, its number of groups is the largest k (up to ``max_groups``) whose spectral
+   k-means partition (Ng, Jordan & Weiss 2001) agrees with the same partition of every resample (mean ARI >=
+   ``min_stability``). The number of groups is therefore decided by the tests, not given.
 
-A group's confidence (``cluster_stability``) is the smallest agreement of the splits that carved it out (1.0
-for a class that stayed whole). Members are then checked like the other methods do (a per-group fence on the
-core distances, :func:`~dinoscope.analysis.density.drop_stragglers`) so far objects become unclustered, and a
-member's ``cluster_quality`` is the share of its kNN edges that stay within its group.
+A group's confidence (``cluster_stability``) is its clusterwise stability over those resamples (mean best-match
+Jaccard, Hennig 2007; 1.0 for a class that stayed whole). :func:`refine_labels` runs all this inside each group
+of a density clustering (the ``auto`` method of :mod:`dinoscope.analysis.clusters`). Members are then checked
+like the other methods do (a per-group fence on the core distances,
+:func:`~dinoscope.analysis.density.drop_stragglers`) so far objects become unclustered, and a member's
+``cluster_quality`` is the share of its kNN edges that stay within its group.
 
 Cost: each accepted or tried split runs ``1 + n_resamples`` sparse eigensolves on its part of the graph, so a
 class costs O(edges · iterations · depth); no n×n matrix is ever built.
@@ -35,9 +38,9 @@ from scipy import sparse
 from scipy.sparse import csgraph
 from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
-from dinoscope.analysis.density import drop_stragglers
+from dinoscope.analysis.density import clusterwise_jaccard, drop_stragglers
 
-__all__ = ["MAX_CONDUCTANCE", "MAX_GROUPS", "MIN_STABILITY", "spectral_labels"]
+__all__ = ["MAX_CONDUCTANCE", "MAX_GROUPS", "MIN_STABILITY", "refine_labels", "spectral_labels"]
 
 #: A split is a bottleneck when less than this share of the smaller side's edge ends leave it.
 MAX_CONDUCTANCE = 0.1
@@ -90,7 +93,10 @@ def spectral_labels(
     big = np.flatnonzero(np.bincount(part) >= mgs)
     if len(big) > 1:  # parts with no edge between them are groups already: look for sub-groups in each
         kw = {"max_conductance": max_conductance, "min_stability": min_stability, "max_groups": max_groups}
-        return _by_part(local, dist, core, mgs, part, big, n_resamples=n_resamples, seed=seed, **kw)
+        labels, quality, groups, details = _by_part(
+            local, dist, core, mgs, part, big, n_resamples=n_resamples, seed=seed, **kw
+        )
+        return labels, quality, [{k: v for k, v in g.items() if k != "part"} for g in groups], details
     rng = np.random.default_rng(seed)
     whole = (np.zeros(m, dtype=np.int64), np.ones(m), [{"stability": 1.0}])
     found = _bisect(graph, mgs, rng) if m >= 2 * mgs else None
@@ -115,10 +121,44 @@ def spectral_labels(
         chosen = (labels, runs)
     details["stability_by_k"] = scores
     labels, runs = chosen
-    stability = _clusterwise(labels, samples, runs) if runs is not None else np.full(2, agreement)
+    stability = clusterwise_jaccard(labels, samples, runs) if runs is not None else np.full(2, agreement)
     labels = drop_stragglers(labels, core, local, dist)
     groups = [{"stability": round(float(v), 4)} for v in stability]
     return labels, _inside_share(local, labels), groups, details
+
+
+def refine_labels(
+    local: np.ndarray,
+    dist: np.ndarray,
+    core: np.ndarray,
+    mgs: int,
+    labels: np.ndarray,
+    *,
+    stability: np.ndarray | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]], dict[str, Any]]:
+    """Split every group of ``labels`` (e.g. HDBSCAN's) further where its own kNN graph has a stable bottleneck.
+
+    Density clustering finds the groups separated by gaps and leaves far objects unclustered; this looks inside
+    each group for overlapping sub-types with :func:`spectral_labels` on the group's own graph (edges to other
+    groups and to unclustered objects removed). Unclustered objects stay unclustered. A group's stability is
+    the smaller of its input group's ``stability[g]`` (1.0 when not given) and that of the split that made it.
+
+    Returns:
+        As :func:`spectral_labels`; ``details["groups"]`` holds the record of each input group.
+
+    Example:
+        >>> labels, quality, groups, details = refine_labels(local, dist, core, 10, hdbscan_found)  # doctest: +SKIP
+    """
+    parts = np.unique(labels[labels >= 0])
+    found, _, groups, details = _by_part(local, dist, core, mgs, labels, parts, seed=seed)
+    if stability is not None:
+        for record in groups:
+            record["stability"] = round(min(record["stability"], float(stability[record["part"]])), 4)
+    for record in groups:
+        record.pop("part")
+    details = {"n_density_groups": len(parts), "density_groups": details["parts"]}
+    return found, _inside_share(local, found), groups, details
 
 
 def _by_part(
@@ -130,7 +170,7 @@ def _by_part(
     big: np.ndarray,
     **kw: Any,
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]], dict[str, Any]]:
-    """:func:`spectral_labels` of each disconnected part of at least ``mgs`` objects; smaller parts unclustered."""
+    """:func:`spectral_labels` of each part listed in ``big``; objects of the other parts unclustered."""
     m = len(local)
     labels = np.full(m, -1, dtype=np.int64)
     quality = np.zeros(m)
@@ -144,7 +184,7 @@ def _by_part(
         found, q, g, d = spectral_labels(sub, np.where(sub >= 0, dist[nodes], np.inf), core[nodes], mgs, **kw)
         labels[nodes] = np.where(found >= 0, found + len(groups), -1)
         quality[nodes] = q
-        groups.extend(g)
+        groups.extend({**record, "part": int(p)} for record in g)
         details["parts"].append(d)
     return labels, quality, groups, details
 
@@ -175,19 +215,6 @@ def _ari(a: np.ndarray, b: np.ndarray) -> float:
     from sklearn.metrics import adjusted_rand_score
 
     return float(adjusted_rand_score(a, b))
-
-
-def _clusterwise(labels: np.ndarray, samples: list[np.ndarray], runs: list[np.ndarray]) -> np.ndarray:
-    """Per group: mean over resamples of its best Jaccard match among the resampled groups (Hennig 2007)."""
-    k = int(labels.max()) + 1
-    out = np.zeros(k)
-    for keep, run in zip(samples, runs, strict=True):
-        mine = labels[keep]
-        table = np.zeros((k, int(run.max()) + 1))
-        np.add.at(table, (mine, run), 1)
-        union = table.sum(1)[:, None] + table.sum(0)[None, :] - table
-        out += (table / np.maximum(union, 1)).max(axis=1)
-    return out / max(len(runs), 1)
 
 
 def _agreement(
