@@ -9,7 +9,7 @@ IoU when available), over/under-segmentation (:mod:`~dinoscope.analysis.segmenta
 - ``detection_errors``: one row per ground-truth object and per prediction: ``object_id``, ``origin``
   (``label``/``prediction``), ``label_ref`` (file:line), ``source``, ``class_name``, ``confidence``,
   ``error_type``, ``matched_id`` (the partner's object id, "" without), ``iou``, ``loss`` and its three terms,
-  ``is_evaluated`` (False for ignored ones);
+  ``is_evaluated`` (False for ignored ones), ``area_px`` and the box ``x1 y1 x2 y2``;
 - ``segmentation_errors``: ``object_id``, ``origin``, ``is_over_segmented``, ``is_under_segmented``,
   ``involved_ids`` (the objects involved);
 - ``images``: one row per image: counts per outcome, over/under-segmentation counts, ``loss``;
@@ -80,7 +80,8 @@ def evaluate_predictions(gt_table: ObjectTable, dt_table: ObjectTable, *, max_de
         The :class:`DetectionErrors`.
 
     Example:
-        >>> found = evaluate_predictions(read_dataset("data.yaml"), read_prediction_table("preds", gt))  # doctest: +SKIP
+        >>> gt = read_dataset("data.yaml")  # doctest: +SKIP
+        >>> found = evaluate_predictions(gt, read_prediction_table("preds", gt))  # doctest: +SKIP
         >>> found.metrics["map50_95"]  # doctest: +SKIP
     """
     started = time.perf_counter()
@@ -171,6 +172,7 @@ def _error_rows(gt_table: ObjectTable, dt_table: ObjectTable, tide: Any, loss: A
                     "loss_confidence": terms[:, 2],
                     "is_evaluated": types != "ignored",
                     "area_px": (d["x2"] - d["x1"]).to_numpy() * (d["y2"] - d["y1"]).to_numpy(),
+                    **{c: d[c].to_numpy(float) for c in ("x1", "y1", "x2", "y2")},
                 }
             )
         )

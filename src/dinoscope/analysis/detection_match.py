@@ -15,6 +15,7 @@ a crowd region the intersection over the prediction's own area.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -248,7 +249,7 @@ def match_greedy(
     taken = np.zeros((len(thr), len(gt)), bool)
     rank_of_pair = dt_rank[d]
     bounds = np.searchsorted(rank_of_pair, np.arange(int(rank_of_pair.max(initial=-1)) + 2))
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):  # one step per score rank, all groups at once
+    for a, b in itertools.pairwise(bounds):  # one step per score rank, all groups at once
         if a == b:
             continue
         dd, gg, vv, oo = d[a:b], g[a:b], values[a:b], ordinary[a:b]

@@ -16,6 +16,7 @@ and the geometry (box or mask) are recorded in ``info``.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,6 +119,6 @@ def _lists(keys: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
         order = np.lexsort((values, keys))
         keys, values = keys[order], values[order]
         bounds = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        for a, b in itertools.pairwise(bounds):
             out[keys[a]] = values[a:b].tolist()
     return out

@@ -215,7 +215,7 @@ def _type_ground_truth(
     first = np.unique(target, return_index=True)[1]
     best = order[first]
     gt_type[dt_partner[best]], gt_partner[dt_partner[best]] = dt_type[best], best
-    missed = np.flatnonzero((gt_type == "miss"))
+    missed = np.flatnonzero(gt_type == "miss")
     if len(missed) and len(pairs.dt):
         live = dt_type[pairs.dt] != "ignored"
         _, near = _segment_best(pairs.gt, pairs.dt, pairs.iou, live, len(gt))

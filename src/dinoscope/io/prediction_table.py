@@ -180,7 +180,10 @@ def _json_rows(
     rows: list[dict[str, Any]] = []
     unmatched = 0
     for (stem, frame), entries in preds.entries.items():
-        source = stems.get(stem) if frame == -1 else coco_ids.get(frame) or stems.get(str(frame)) or _numeric(stems, frame)
+        if frame == -1:
+            source = stems.get(stem)
+        else:
+            source = coco_ids.get(frame) or stems.get(str(frame)) or _numeric(stems, frame)
         if source is None:
             unmatched += len(entries)
             continue

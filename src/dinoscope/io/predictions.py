@@ -163,7 +163,8 @@ class Predictions:
                 return _empty()
             xywh = np.array([e.bbox for e in entries], dtype=np.float64).reshape(-1, 4)
             xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-            boxes = FrameBoxes(xyxy, np.array([e.score for e in entries], np.float64), np.array([e.class_id for e in entries]))
+            score = np.array([e.score for e in entries], np.float64)
+            boxes = FrameBoxes(xyxy, score, np.array([e.class_id for e in entries]))
         xyxy = boxes.xyxy
         xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, width)
         xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, height)

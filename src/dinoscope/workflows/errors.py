@@ -109,7 +109,7 @@ def find_errors(**kwargs: Any) -> ErrorsResult:
     """Evaluate predictions against a dataset; keyword arguments are the fields of :class:`ErrorsConfig`.
 
     Example:
-        >>> result = find_errors(dataset="coco-mini/data.yaml", predictions="preds/labels", out="runs/err")  # doctest: +SKIP
+        >>> result = find_errors(dataset="coco-mini/data.yaml", predictions="preds/labels")  # doctest: +SKIP
         >>> round(result.metrics["map50_95"], 3)  # doctest: +SKIP
         0.254
     """
@@ -142,7 +142,8 @@ def find_errors_from_config(config: ErrorsConfig) -> ErrorsResult:
         result.insights = _embed_and_analyse(run, table, config, clock)
         metrics["loss_clusters"] = result.insights
     run.write_metrics(metrics)
-    run.write_yaml({"errors": {"predictions": source, "seconds": timings, "operating_point": metrics["operating_point"]}})
+    section = {"predictions": source, "seconds": timings, "operating_point": metrics["operating_point"]}
+    run.write_yaml({"errors": section})
     if config.report and config.embed:
         from dinoscope.report import build_report
 
@@ -161,7 +162,8 @@ def _read_ground_truth(config: ErrorsConfig) -> ObjectTable:
         unknown = keep - set(table.images["split"])
         if unknown:
             raise ConfigError(f"--splits: {', '.join(sorted(unknown))} not in the dataset ({', '.join(table.splits)})")
-        table = replace(table[table.data["split"].isin(keep).to_numpy()], images=table.images[table.images["split"].isin(keep)])
+        images = table.images[table.images["split"].isin(keep)]
+        table = replace(table[table.data["split"].isin(keep).to_numpy()], images=images)
     if not table.class_names:
         raise DinoscopeError(f"{config.dataset}: the dataset has no classes; errors needs labelled objects")
     return table
@@ -201,8 +203,8 @@ def _run_detector(config: ErrorsConfig, gt: ObjectTable) -> tuple[ObjectTable, d
         found = detector.detect([frame])[0]
         ids = to_dataset[found.class_id]
         for box, score, cid in zip(found.xyxy[ids >= 0], found.score[ids >= 0], ids[ids >= 0], strict=True):
-            rows.append({"source": source, "class_id": int(cid), "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3],
-                         "confidence": float(score), "label_ref": f"{Path(config.detector).name}:{source}"})  # fmt: skip
+            row = {"source": source, "class_id": int(cid), "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3]}
+            rows.append({**row, "confidence": float(score), "label_ref": f"{Path(config.detector).name}:{source}"})
     dt = build_prediction_table(gt, pd.DataFrame(rows), kind="detector", path=config.detector)
     return dt, {"detector": detector.description, "min_score": DETECTOR_MIN_SCORE}
 
