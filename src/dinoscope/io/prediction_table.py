@@ -217,7 +217,7 @@ def _numeric(stems: dict[str, str], number: int) -> str | None:
 def _class_map(found: Sequence[str], names: Sequence[str], path: Path) -> list[int]:
     """Prediction class id -> dataset class id: by position when the names agree or are made up, else by name."""
     if tuple(found[: len(names)]) == tuple(names) or all(n == f"class_{i}" for i, n in enumerate(found)):
-        return list(range(len(found)))
+        return list(range(len(names)))  # ids past the dataset's classes are reported at their line
     index = {n.lower(): i for i, n in enumerate(names)}
     unknown = [n for n in found if n.lower() not in index]
     if unknown:

@@ -334,7 +334,7 @@ def _json_key(e: dict[str, Any]) -> FrameKey:
     """Entries are stored under (video stem or "", frame) and under (image stem, -1)."""
     if "frame" in e:
         return Path(str(e.get("video", ""))).stem, int(e["frame"])
-    image = e.get("file_name", e["image_id"])
+    image = e["file_name"] if "file_name" in e else e["image_id"]
     if "video" in e or (isinstance(image, int) or str(image).isdigit()):
         return Path(str(e.get("video", ""))).stem, int(image)
     return Path(str(image)).stem, -1
