@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from dinoscope.cli.main import app
@@ -106,3 +107,24 @@ def test_a_bad_prediction_line_is_one_red_line_with_file_and_line(tmp_path: Path
     assert "Traceback" not in res.output
     res = runner.invoke(app, ["errors", str(data), "-o", str(tmp_path / "run2")])
     assert res.exit_code != 0 and "exactly one of predictions" in res.output
+
+
+def test_polygons_on_both_sides_are_evaluated_as_masks(tmp_path: Path) -> None:
+    root = tmp_path / "seg"
+    write_image(root / "images/a.jpg", 100, 100, seed=3)
+    write_text(root / "labels/a.txt", "0 0.2 0.2 0.6 0.2 0.6 0.6 0.2 0.6\n1 0.7 0.7 0.9 0.7 0.8 0.9\n")
+    write_text(root / "data.yaml", "path: .\ntrain: images\nnames: [square, triangle]\n")
+    # the square found as a square; the triangle predicted as its bounding box (box IoU 1, mask IoU 0.5)
+    write_text(
+        tmp_path / "preds/a.txt", "0 0.2 0.2 0.6 0.2 0.6 0.6 0.2 0.6 0.9\n1 0.7 0.7 0.9 0.7 0.9 0.9 0.7 0.9 0.8\n"
+    )
+    res = runner.invoke(app, ["errors", str(root / "data.yaml"), "-p", str(tmp_path / "preds"), "--task", "segment",
+                              "-o", str(tmp_path / "run"), "--no-embed"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "run/eval/metrics.json").read_text())
+    assert metrics["iou_type"] == "mask" and metrics["map50"] == pytest.approx(1.0)
+    assert metrics["mask"]["per_class"]["square"]["ap50_95"] > 0.9
+    assert metrics["mask"]["per_class"]["triangle"]["ap50_95"] < 0.2  # IoU ~0.5: only the 0.5 threshold
+    errors = Run(tmp_path / "run").read_findings("detection_errors")
+    tri = errors[(errors["origin"] == "prediction") & (errors["class_name"] == "triangle")]
+    assert tri["iou"].item() < 0.6 and str(tri["error_type"].item()) in {"tp", "loc"}
