@@ -28,7 +28,7 @@ from dinoscope.errors import DatasetFormatError, DinoscopeError
 from dinoscope.io.predictions import Predictions, read_predictions, read_txt_lines
 from dinoscope.table import ObjectTable, compute_object_ids
 
-__all__ = ["build_prediction_table", "object_masks", "read_prediction_table"]
+__all__ = ["build_prediction_table", "map_class_names", "object_masks", "read_prediction_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -158,10 +158,10 @@ def _txt_rows(
         w, h = size[source]
         ref = file.as_posix()
         for line in read_txt_lines(file):
-            if not 0 <= line.class_id < len(ids):
+            if not 0 <= line.class_id < len(ids) or ids[line.class_id] < 0:
                 raise DatasetFormatError(
-                    f"{file}:{line.line}: class id {line.class_id} is not among the {len(ids)} classes of the "
-                    "dataset; predict with a model trained on its classes or fix the id"
+                    f"{file}:{line.line}: class id {line.class_id} is not among the {len(dataset.class_names)} "
+                    "classes of the dataset; predict with a model trained on its classes or fix the id"
                 )
             x1, y1, x2, y2 = line.xyxy(w, h)
             row = {"source": source, "class_id": ids[line.class_id], "x1": x1, "y1": y1, "x2": x2, "y2": y2}
@@ -214,18 +214,45 @@ def _numeric(stems: dict[str, str], number: int) -> str | None:
     return None
 
 
-def _class_map(found: Sequence[str], names: Sequence[str], path: Path) -> list[int]:
-    """Prediction class id -> dataset class id: by position when the names agree or are made up, else by name."""
+def map_class_names(found: Sequence[str], names: Sequence[str], where: Path | str) -> np.ndarray:
+    """(len(found),) dataset class id of each prediction class, -1 where the dataset has no such class.
+
+    By position when the names agree or were made up (``class_<i>``); by name (case-insensitive) otherwise; by
+    position, with a warning, when the lists have the same length, some names differ and every other name sits
+    at its own position (``motorbike`` for ``motorcycle``: the 80 COCO classes spelled by another toolkit).
+
+    Example:
+        >>> map_class_names(["dog", "bird", "cat"], ["cat", "dog"], "model").tolist()
+        [1, -1, 0]
+    """
     if tuple(found[: len(names)]) == tuple(names) or all(n == f"class_{i}" for i, n in enumerate(found)):
-        return list(range(len(names)))  # ids past the dataset's classes are reported at their line
+        return (
+            np.arange(len(found))
+            if len(found) <= len(names)
+            else np.r_[np.arange(len(names)), [-1] * (len(found) - len(names))]
+        )
     index = {n.lower(): i for i, n in enumerate(names)}
-    unknown = [n for n in found if n.lower() not in index]
+    ids = np.array([index.get(n.lower(), -1) for n in found], dtype=np.int64)
+    same_place = all(i < 0 or i == k for k, i in enumerate(ids))
+    if (ids < 0).any() and len(found) == len(names) and same_place:
+        pairs = [f"{a}={b}" for a, b, i in zip(found, names, ids, strict=True) if i < 0][:6]
+        logger.warning(
+            "%s: class names differ from the dataset's (%s); classes mapped by position", where, ", ".join(pairs)
+        )
+        return np.arange(len(found))
+    return ids
+
+
+def _class_map(found: Sequence[str], names: Sequence[str], path: Path) -> list[int]:
+    """Prediction class id -> dataset class id for prediction files (an unknown name is an error)."""
+    ids = map_class_names(found, names, path)
+    unknown = [n for n, i in zip(found, ids, strict=True) if i < 0 and not n.startswith("class_")]
     if unknown:
         raise DatasetFormatError(
             f"{path}: prediction classes {', '.join(map(repr, unknown[:5]))} are not classes of the dataset "
             f"({', '.join(names[:10])}{' ...' if len(names) > 10 else ''}); predict with the dataset's classes"
         )
-    return [index[n.lower()] for n in found]
+    return ids.tolist()
 
 
 def _coco_dataset_ids(dataset: ObjectTable) -> tuple[dict[int, str], dict[int, int]]:

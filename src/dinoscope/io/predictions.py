@@ -236,7 +236,7 @@ def read_txt_lines(file: Path) -> list[TxtLine]:
     Example:
         >>> import tempfile
         >>> f = Path(tempfile.mkdtemp()) / "a.txt"
-        >>> _ = f.write_text("0 0.5 0.5 0.2 0.2 0.9\n1 0.1 0.1 0.3 0.1 0.2 0.4 0.8\n")
+        >>> _ = f.write_text("0 0.5 0.5 0.2 0.2 0.9\\n1 0.1 0.1 0.3 0.1 0.2 0.4 0.8\\n")
         >>> [(t.class_id, t.polygon, t.score) for t in read_txt_lines(f)]
         [(0, False, 0.9), (1, True, 0.8)]
     """

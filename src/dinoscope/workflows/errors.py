@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
@@ -183,18 +182,26 @@ def _predictions(config: ErrorsConfig, gt: ObjectTable) -> tuple[ObjectTable, di
 def _run_detector(config: ErrorsConfig, gt: ObjectTable) -> tuple[ObjectTable, dict[str, Any]]:
     """The detector over every readable image of the dataset (boxes mapped to the dataset's classes by name)."""
     from dinoscope.io.images import read_image
-    from dinoscope.io.prediction_table import build_prediction_table
+    from dinoscope.io.prediction_table import build_prediction_table, map_class_names
     from dinoscope.video.detectors import create_detector
 
     detector = create_detector(
         config.detector, conf=DETECTOR_MIN_SCORE, names=config.names, max_det=_MAX_DETS, device=config.device
     )
-    lower = {n.lower(): i for i, n in enumerate(gt.class_names)}
-    to_dataset = np.array([lower.get(n.lower(), -1) for n in detector.class_names])
+    to_dataset = map_class_names(detector.class_names, gt.class_names, config.detector)
     if (to_dataset < 0).all():
         raise ConfigError(
             f"{config.detector}: none of the detector's classes ({', '.join(detector.class_names[:5])} ...) is a "
             "class of the dataset; pass --names with the detector's class names as the dataset spells them"
+        )
+    if (to_dataset < 0).any():
+        dropped = [n for n, i in zip(detector.class_names, to_dataset, strict=True) if i < 0]
+        logger.warning(
+            "%s: %d detector classes are not in the dataset; their boxes are left out (%s%s)",
+            config.detector,
+            len(dropped),
+            ", ".join(dropped[:8]),
+            " ..." if len(dropped) > 8 else "",
         )
     rows = []
     images = gt.images[gt.images["error"] == ""]
