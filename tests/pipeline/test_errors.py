@@ -128,3 +128,17 @@ def test_polygons_on_both_sides_are_evaluated_as_masks(tmp_path: Path) -> None:
     errors = Run(tmp_path / "run").read_findings("detection_errors")
     tri = errors[(errors["origin"] == "prediction") & (errors["class_name"] == "triangle")]
     assert tri["iou"].item() < 0.6 and str(tri["error_type"].item()) in {"tp", "loc"}
+
+
+def test_splits_narrow_the_evaluation_to_the_images_of_those_splits(tmp_path: Path) -> None:
+    data, preds = planted_dataset(tmp_path / "ds")
+    write_text(data, "path: .\ntrain: images\nval: val/images\nnames: [cat, dog]\n")
+    write_image(tmp_path / "ds/val/images/v.jpg", SIDE, SIDE, seed=5)
+    write_text(tmp_path / "ds/val/labels/v.txt", "0 0.5 0.5 0.2 0.2\n")
+    write_text(preds / "v.txt", "0 0.5 0.5 0.2 0.2 0.8\n")
+    res = runner.invoke(app, ["errors", str(data), "-p", str(preds), "--splits", "val", "-o", str(tmp_path / "run"),
+                              "--no-embed"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "run/eval/metrics.json").read_text())
+    assert metrics["counts"] == {"n_images": 1, "n_gt": 1, "n_pred": 1, "n_crowd": 0}
+    assert metrics["map50_95"] == pytest.approx(1.0)

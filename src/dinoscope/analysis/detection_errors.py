@@ -34,7 +34,7 @@ from dinoscope.analysis.detection_eval import (
 )
 from dinoscope.analysis.detection_loss import compute_image_loss, compute_object_loss
 from dinoscope.analysis.detection_match import Instances, compute_overlaps
-from dinoscope.analysis.segmentation_errors import CONTAINMENT, find_segmentation_errors
+from dinoscope.analysis.segmentation_errors import find_segmentation_errors
 from dinoscope.analysis.tide import ERROR_TYPES, find_tide_errors
 from dinoscope.io.prediction_table import object_masks
 from dinoscope.table import ObjectTable
@@ -124,7 +124,6 @@ def evaluate_predictions(gt_table: ObjectTable, dt_table: ObjectTable, *, max_de
         counts={"n_images": len(sources), "n_gt": len(gt), "n_pred": len(dt), "n_crowd": int(gt.crowd.sum())},
         seconds=round(time.perf_counter() - started, 3),
     )
-    metrics["containment"] = CONTAINMENT
     return DetectionErrors(errors, segmentation, images, metrics)
 
 

@@ -59,6 +59,8 @@ def write_errors_page(objects: pd.DataFrame, run_dir: Path, root: Path | None, o
         _headline(metrics),
         _tide(metrics),
         _per_class(metrics),
+        _confusions(metrics),
+        _pr_curves(metrics),
         _loss_map(objects),
         _insights(metrics),
         *(_gallery(t, errors, boxes, root) for t in _TYPES),
@@ -120,6 +122,46 @@ def _per_class(m: dict[str, Any]) -> str:
         rows.append(f"<tr><td>{esc(name)}</td>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
     head = ["class", "objects", "predictions", "AP50", "AP50:95", "tp", *_TYPES]
     return "<h2>Error types per class</h2>" + table(head, "".join(rows))
+
+
+def _confusions(m: dict[str, Any]) -> str:
+    """The largest off-diagonal cells of the confusion matrix (background included)."""
+    names, counts = m["confusion_matrix"]["classes"], np.asarray(m["confusion_matrix"]["counts"])
+    off = counts.copy()
+    np.fill_diagonal(off, 0)
+    cells = [(int(off[i, j]), names[i], names[j]) for i, j in zip(*np.nonzero(off), strict=True)]
+    cells.sort(key=lambda c: -c[0])
+    rows = "".join(f"<tr><td>{esc(a)}</td><td>{esc(b)}</td><td>{n}</td></tr>" for n, a, b in cells[:15])
+    thr = m["operating_point"]["score_threshold"]
+    return (
+        f"<h2>Most frequent confusions (score >= {thr:.3f}, IoU 0.5)</h2><p class='muted'>Row: the object's class "
+        "(background: a box on nothing); column: what was predicted (background: missed).</p>"
+        + table(["true", "predicted", "count"], rows)
+    )
+
+
+def _pr_curves(m: dict[str, Any], n: int = 8) -> str:
+    """Precision-recall curves at IoU 0.5 of the classes with the most objects."""
+    per = [(k, c) for k, c in m["per_class"].items() if c.get("pr_curve50")]
+    per = sorted(per, key=lambda kv: -kv[1]["n_gt"])[:n]
+    if not per:
+        return ""
+    w, h, pad = 360, 240, 24
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+    lines, keys = [], []
+    for (name, c), color in zip(per, colors, strict=False):
+        p = np.asarray(c["pr_curve50"])
+        pts = " ".join(f"{pad + r * (w - 2 * pad):.1f},{h - pad - v * (h - 2 * pad):.1f}" for r, v in
+                       zip(np.linspace(0, 1, len(p)), p, strict=True))  # fmt: skip
+        lines.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.5"/>')
+        keys.append(f"<span><i style='background:{color};width:10px'></i> {esc(name)} {fmt_pct(c['ap50'])}</span> ")
+    axes = f'<rect x="{pad}" y="{pad}" width="{w - 2 * pad}" height="{h - 2 * pad}" fill="none" stroke="#999"/>'
+    return (
+        "<h2>Precision-recall at IoU 0.5</h2><p class='muted'>x: recall 0-1, y: precision 0-1 (interpolated as COCO "
+        f"does); classes with the most objects, AP50 in the key.</p><svg viewBox='0 0 {w} {h}' width='{w}' "
+        f"height='{h}' xmlns='http://www.w3.org/2000/svg'>{axes}{''.join(lines)}</svg>"
+        f"<div class='bar'>{''.join(keys)}</div>"
+    )
 
 
 def _loss_map(objects: pd.DataFrame) -> str:
