@@ -45,6 +45,7 @@ __all__ = [
     "SeedOptions",
     "SelectOptions",
     "SourceOptions",
+    "SplitsOptions",
     "StrideOptions",
     "WorkersOptions",
     "comma_separated",
@@ -114,19 +115,24 @@ class ClassesOptions(StrictModel):
         return comma_separated(value)
 
 
-class SelectOptions(ClassesOptions):
-    """Which objects of a dataset to keep."""
+class SplitsOptions(StrictModel):
+    """Which splits of a dataset to keep."""
 
     splits: list[str] | None = Field(None, description="Only these splits (comma-separated).")
-    min_object_size: float = Field(0.0, ge=0.0, description="Leave out boxes whose shorter side is below N px.")
-    whole_images: bool = Field(
-        False, description="One object per image or video frame instead of per box; adds blur/exposure/contrast flags."
-    )
 
     @field_validator("splits", mode="before")
     @classmethod
     def _comma_separated_splits(cls, value: object) -> object:
         return comma_separated(value)
+
+
+class SelectOptions(ClassesOptions, SplitsOptions):
+    """Which objects of a dataset to keep."""
+
+    min_object_size: float = Field(0.0, ge=0.0, description="Leave out boxes whose shorter side is below N px.")
+    whole_images: bool = Field(
+        False, description="One object per image or video frame instead of per box; adds blur/exposure/contrast flags."
+    )
 
 
 class StrideOptions(StrictModel):

@@ -10,8 +10,9 @@ runs/<name>/
   map.parquet                 2-D coordinates
   summary.json                headline numbers and recommendations
   detections.parquet          every detection of a video run (+ detections/ per-video logs)
+  eval/metrics.json           a detector's metrics (``dinoscope errors``; + eval/<table>.parquet)
   report/                     the offline HTML report
-  probes/ checkpoints/ predictions/ evaluations/ selections/ reviews/   later capabilities
+  probes/ checkpoints/ predictions/ selections/ reviews/   later capabilities
 ```
 No other module builds a path inside a run. A run directory is never replaced silently: an existing one
 needs ``resume`` or ``overwrite``. ``run.yaml`` records the layout version; a run written by an incompatible
@@ -44,7 +45,7 @@ __all__ = ["LAYOUT_VERSION", "Run"]
 LAYOUT_VERSION = 2
 _READABLE_LAYOUTS = (1, 2)
 #: Folders kept for the capabilities that write into a run (probes, training, predictions, curation).
-_ROOMS = ("probes", "checkpoints", "predictions", "evaluations", "selections", "reviews")
+_ROOMS = ("probes", "checkpoints", "predictions", "eval", "selections", "reviews")
 
 
 class Run:
@@ -162,8 +163,8 @@ class Run:
         return self.path / "report"
 
     def room(self, name: str) -> Path:
-        """The folder of a later capability (``probes``, ``checkpoints``, ``predictions``, ``evaluations``,
-        ``selections``, ``reviews``), created on first use."""
+        """The folder of a capability (``probes``, ``checkpoints``, ``predictions``, ``eval``, ``selections``,
+        ``reviews``), created on first use."""
         if name not in _ROOMS:
             raise ValueError(f"unknown run folder {name!r}; known: {', '.join(_ROOMS)}")
         folder = self.path / name
@@ -279,6 +280,48 @@ class Run:
         import pandas as pd
 
         return pd.read_parquet(self.detections_path)
+
+    # --- evaluation (dinoscope errors) -----------------------------------------------------------------------
+    @property
+    def metrics_path(self) -> Path:
+        """``eval/metrics.json``: a detector's metrics against the run's ground truth."""
+        return self.path / "eval" / "metrics.json"
+
+    def write_metrics(self, metrics: dict[str, Any]) -> Path:
+        """Write ``eval/metrics.json`` (atomically)."""
+        path = self.room("eval") / "metrics.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(metrics, indent=2, default=_json_default), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    def read_metrics(self) -> dict[str, Any]:
+        """``eval/metrics.json``.
+
+        Raises:
+            DinoscopeError: The run has no evaluation.
+        """
+        if not self.metrics_path.is_file():
+            raise DinoscopeError(f"{self.path}: no eval/metrics.json; run `dinoscope errors DATASET --predictions P`")
+        return json.loads(self.metrics_path.read_text(encoding="utf-8"))
+
+    def eval_table_path(self, name: str) -> Path:
+        """``eval/<name>.parquet`` (e.g. ``images``: one row per image with its loss and error counts)."""
+        return self.path / "eval" / f"{name}.parquet"
+
+    def write_eval_table(self, name: str, frame: pd.DataFrame) -> Path:
+        """Write ``eval/<name>.parquet``."""
+        self.room("eval")
+        path = self.eval_table_path(name)
+        frame.to_parquet(path, index=False)
+        return path
+
+    def read_eval_table(self, name: str) -> pd.DataFrame | None:
+        """``eval/<name>.parquet``, None when absent."""
+        import pandas as pd
+
+        path = self.eval_table_path(name)
+        return pd.read_parquet(path) if path.is_file() else None
 
     # --- summary ---------------------------------------------------------------------------------------------
     def write_summary(self, summary: dict[str, Any]) -> None:

@@ -85,5 +85,5 @@ def test_bad_detection_files_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(DatasetFormatError, match="--detections does not exist"):
         detect_video(video, detections=tmp_path / "nowhere")
     write_text(tmp_path / "bad.json", json.dumps([{"image_id": 0, "category_id": 0}]))
-    with pytest.raises(DatasetFormatError, match=r"bad\.json: entry 0 needs 'bbox'"):
+    with pytest.raises(DatasetFormatError, match=r"bad\.json:1: entry 1 needs 'bbox'"):
         detect_video(video, detections=tmp_path / "bad.json")

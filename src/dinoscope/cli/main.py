@@ -11,6 +11,7 @@ from dinoscope.cli import analyze as analyze_cmd
 from dinoscope.cli import check as check_cmd
 from dinoscope.cli import demo as demo_cmd
 from dinoscope.cli import embed as embed_cmd
+from dinoscope.cli import errors as errors_cmd
 from dinoscope.cli import patches as patches_cmd
 from dinoscope.cli import report as report_cmd
 from dinoscope.cli import video as video_cmd
@@ -51,6 +52,7 @@ app.command("models")(embed_cmd.models)
 app.command("analyze", no_args_is_help=True)(analyze_cmd.command())
 app.command("report", no_args_is_help=True)(report_cmd.command())
 app.command("video", no_args_is_help=True)(video_cmd.command())
+app.command("errors", no_args_is_help=True)(errors_cmd.command())
 app.command("demo")(demo_cmd.command())
 app.add_typer(embed_cmd.cache_app, name="cache")
 patches_cmd.register(patches_cmd.patches_app)

@@ -175,6 +175,10 @@ def _write_all(
     with clock("pages"):
         _copy_assets(stage)
         _write_pages(view, stage)
+    with clock("errors page"):
+        from dinoscope.report.errors_page import write_errors_page
+
+        write_errors_page(data.objects, data.run_dir, data.root, stage)
     with clock("exports"):
         exports.write_cluster_statistics(data, stage / "cluster_statistics.csv")
         exports.write_findings(data, stage)

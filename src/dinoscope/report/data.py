@@ -154,8 +154,9 @@ def _merge(table: ObjectTable, findings: dict[str, pd.DataFrame], names: list[st
 
 def _join(objects: pd.DataFrame, frame: pd.DataFrame, what: str) -> pd.DataFrame:
     clash = [c for c in frame.columns if c != "object_id" and c in objects.columns]
-    if clash:
-        logger.warning("report: %s columns %s already present; the first ones are kept", what, clash)
+    if clash:  # findings of a registered analysis must not repeat columns; others (errors) copy some by design
+        log = logger.warning if get_analysis(what) is not None else logger.debug
+        log("report: %s columns %s already present; the first ones are kept", what, clash)
         frame = frame.drop(columns=clash)
     merged = objects.merge(frame, on="object_id", how="left", validate="one_to_one")
     return merged

@@ -13,6 +13,7 @@ from typing import Any
 from dinoscope._version import __version__
 from dinoscope.report.exports import findings_sections
 from dinoscope.report.view import View, esc, fmt_int, fmt_num, table
+from dinoscope.run import Run
 
 __all__ = ["render_exports", "render_index", "render_print"]
 
@@ -81,7 +82,8 @@ def _topbar(view: View, printing: bool) -> str:
             '<nav class="tabs">'
             '<a href="#/overview" data-tab="overview">Overview</a>'
             '<a href="#/dataset" data-tab="dataset">Dataset-wide</a>'
-            '<a href="#/exports" data-tab="exports">Exports</a></nav>'
+            + ('<a href="errors.html">Model errors</a>' if Run(view.data.run_dir).metrics_path.is_file() else "")
+            + '<a href="#/exports" data-tab="exports">Exports</a></nav>'
         )
     )
     created = view.data.provenance.get("dinoscope", {}).get("created", "")

@@ -28,23 +28,28 @@ from dinoscope.video.detection_log import DetectionLog
 from dinoscope.video.detectors.base import Detector, resolve_classes
 from dinoscope.video.sampling import ClassSampler, DuplicateFilter
 
-__all__ = ["DetectConfig", "DetectOptions", "detect_from_config", "detect_video", "settings_key"]
+__all__ = ["DetectConfig", "DetectOptions", "DetectorOptions", "detect_from_config", "detect_video", "settings_key"]
 
 logger = logging.getLogger(__name__)
 
 
-class DetectOptions(StrictModel):
-    """The detector and how its detections become objects."""
+class DetectorOptions(StrictModel):
+    """A detector model file and its class names (``video``, ``errors``)."""
 
     detector: Path | None = Field(
         None,
         description="Detector: .onnx (YOLOX, YOLOv8/11 export) or .pt (Ultralytics).",
         json_schema_extra={"short": "-d"},
     )
+    names: Path | None = Field(None, description="Class-names file (one per line, or YAML names:).")
+
+
+class DetectOptions(DetectorOptions):
+    """The detector and how its detections become objects."""
+
     detections: Path | None = Field(
         None, description="Instead of a detector: folder of per-frame YOLO txt files or a COCO results JSON."
     )
-    names: Path | None = Field(None, description="Class-names file (one per line, or YAML names:).")
     per_class: int = Field(200, ge=0, description="Objects per class, spread over its detections (0: all).")
     conf: float = Field(0.25, ge=0.0, le=1.0, description="Minimum detector score.")
     iou: float | None = Field(None, gt=0.0, le=1.0, description="NMS IoU threshold (default: the detector family's).")

@@ -23,6 +23,7 @@ WORKFLOWS = {
     "embed": "dinoscope.workflows.embed:EmbedConfig",
     "analyze": "dinoscope.workflows.pipeline:PipelineConfig",
     "video": "dinoscope.workflows.video:VideoConfig",
+    "errors": "dinoscope.workflows.errors:ErrorsConfig",
     "report": "dinoscope.workflows.report:ReportConfig",
     "demo": "dinoscope.workflows.demo:DemoConfig",
     "patches fit": "dinoscope.workflows.patches:PatchFitConfig",
