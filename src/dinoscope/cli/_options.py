@@ -54,6 +54,7 @@ PANELS = {
     "PatchMergeOptions": "PCA",
     "PatchRenderOptions": "Colours",
     "ReportOptions": "Report",
+    "ProbeOptions": "Probe",
 }
 
 

@@ -24,6 +24,7 @@ WORKFLOWS = {
     "analyze": "dinoscope.workflows.pipeline:PipelineConfig",
     "video": "dinoscope.workflows.video:VideoConfig",
     "report": "dinoscope.workflows.report:ReportConfig",
+    "probe": "dinoscope.workflows.probe:ProbeConfig",
     "demo": "dinoscope.workflows.demo:DemoConfig",
     "patches fit": "dinoscope.workflows.patches:PatchFitConfig",
     "patches render": "dinoscope.workflows.patches:PatchRenderConfig",
