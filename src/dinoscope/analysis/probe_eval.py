@@ -112,7 +112,8 @@ def select_evaluation_folds(
         The :class:`EvaluationFolds`.
 
     Raises:
-        DinoscopeError: Fewer than two groups among the labelled rows (nothing can be held out).
+        DinoscopeError: Fewer than two groups, or no class with two rows, among the labelled rows (nothing can
+            be held out).
 
     Example:
         >>> f = select_evaluation_folds(np.array([0, 0, 1, 1]), np.array([7, 7, 8, 9]), n_folds=2)
@@ -127,14 +128,15 @@ def select_evaluation_folds(
     if "train" in names and held is not None:
         return _split_folds(labels, group_codes, np.asarray(split, dtype=object), held)
     n_groups = len(np.unique(group_codes[labelled]))
-    if n_groups < 2:
+    largest = int(np.bincount(labels[labelled]).max(initial=0)) if labelled.any() else 0
+    if min(n_groups, largest) < 2:
         raise DinoscopeError(
-            f"the labelled objects form {n_groups} group; a grouped evaluation needs at least two (give a "
-            "dataset with several groups, or a --group-by column that separates them)"
+            f"the labelled objects form {n_groups} group(s), the largest class has {largest}; a grouped evaluation "
+            "needs at least two of each (give more labelled objects, or a --group-by column that separates them)"
         )
     from sklearn.model_selection import StratifiedGroupKFold
 
-    k = min(n_folds, n_groups)
+    k = min(n_folds, n_groups, largest)  # scikit-learn needs a class with at least k members
     fold = np.full(len(labels), UNUSED, dtype=np.int64)
     rows = np.flatnonzero(labelled)
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)

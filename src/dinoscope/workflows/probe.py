@@ -63,7 +63,7 @@ class ProbeOptions(StrictModel):
 
     @field_validator("compare", mode="before")
     @classmethod
-    def _comma_separated(cls, value: object) -> object:
+    def _comma_separated_models(cls, value: object) -> object:  # its own name: validators are inherited by name
         return comma_separated(value)
 
 
