@@ -20,7 +20,8 @@ import time
 
 import numpy as np
 
-from dinoscope.analysis.probe_eval import knn_probabilities, logistic_probabilities, select_evaluation_folds
+from dinoscope.analysis.probe_eval import logistic_probabilities, select_evaluation_folds
+from dinoscope.analysis.probe_knn import knn_probabilities
 from dinoscope.analysis.probe_metrics import compute_probe_metrics
 
 

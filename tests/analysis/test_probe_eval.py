@@ -9,14 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dinoscope.analysis.probe_eval import (
-    TRAIN_ONLY,
-    UNUSED,
-    knn_probabilities,
-    logistic_probabilities,
-    select_evaluation_folds,
-    vote_shares,
-)
+from dinoscope.analysis.probe_eval import TRAIN_ONLY, UNUSED, logistic_probabilities, select_evaluation_folds
+from dinoscope.analysis.probe_knn import knn_probabilities, vote_shares
 from dinoscope.analysis.probe_metrics import compute_probe_metrics
 from dinoscope.errors import DinoscopeError
 
@@ -120,3 +114,19 @@ def test_a_single_group_cannot_be_evaluated() -> None:
     message = r"form 1 group\(s\), the largest class has 2; a grouped evaluation needs at least two"
     with pytest.raises(DinoscopeError, match=message):
         select_evaluation_folds(np.array([0, 1, 0, 1]), np.zeros(4, int))
+
+
+def test_knn_over_fold_pairs_equals_brute_force_per_fold() -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(230, 8))
+    labels = rng.integers(0, 3, 230)
+    folds = select_evaluation_folds(labels, np.arange(230) // 2, seed=1)
+    probs, _ = knn_probabilities(vectors, labels, folds, 3, ks=(5, 60), chunk=17)  # blocks smaller than k
+    x = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    for f in range(folds.n_folds):
+        train, test = folds.train_rows(f), folds.test_rows(f)
+        s = x[test] @ x[train].T
+        for k in (5, 60):
+            order = np.argsort(-s, axis=1)[:, :k]
+            expected = vote_shares(np.take_along_axis(s, order, axis=1), labels[train][order], 3, 0.07)
+            assert np.allclose(probs[k][test], expected, atol=1e-5), (f, k)

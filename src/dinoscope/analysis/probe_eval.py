@@ -1,5 +1,6 @@
 """Feature evaluation: how well a backbone's vectors separate the classes, measured without group leaks.
 
+The folds and the logistic-regression protocol; the weighted kNN is in :mod:`~dinoscope.analysis.probe_knn`.
 Two protocols of the DINOv2 evaluation code (Oquab et al., "DINOv2: Learning Robust Visual Features without
 Supervision", TMLR 2024; ``dinov2/eval/knn.py`` and ``log_regression.py``):
 
@@ -17,8 +18,8 @@ as given; otherwise stratified grouped k-fold. Every labelled row gets out-of-fo
 
 Example:
     >>> folds = select_evaluation_folds(labels, groups, seed=0)  # doctest: +SKIP
-    >>> knn = knn_probabilities(vectors, labels, folds.fold, n_classes=2)  # doctest: +SKIP
-    >>> knn[20].shape  # doctest: +SKIP
+    >>> probs, info = logistic_probabilities(vectors, labels, folds, groups, n_classes=2)  # doctest: +SKIP
+    >>> probs.shape  # doctest: +SKIP
     (622, 2)
 """
 
@@ -34,20 +35,13 @@ from dinoscope.errors import DinoscopeError
 
 __all__ = [
     "C_GRID",
-    "KNN_KS",
-    "TEMPERATURE",
     "TRAIN_ONLY",
     "UNUSED",
     "EvaluationFolds",
-    "knn_probabilities",
     "logistic_probabilities",
     "select_evaluation_folds",
 ]
 
-#: Neighbour counts reported by the kNN protocol (DINOv2's).
-KNN_KS = (10, 20, 100, 200)
-#: Temperature of the kNN vote weights ``exp(sim / T)`` (DINOv2's).
-TEMPERATURE = 0.07
 #: Inverse regularisation strengths tried by the inner cross-validation (on standardised vectors).
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 #: Inner folds choosing C, and the most training rows they use (a seeded draw of whole groups above it).
@@ -174,90 +168,6 @@ def _codes(groups: np.ndarray) -> np.ndarray:
     import pandas as pd
 
     return pd.factorize(pd.Series(np.asarray(groups, dtype=object)).astype(str))[0].astype(np.int64)
-
-
-def knn_probabilities(
-    vectors: np.ndarray,
-    labels: np.ndarray,
-    folds: EvaluationFolds,
-    n_classes: int,
-    *,
-    ks: tuple[int, ...] = KNN_KS,
-    temperature: float = TEMPERATURE,
-    chunk: int = 2048,
-) -> tuple[dict[int, np.ndarray], dict[str, Any]]:
-    """Out-of-fold class probabilities of the DINOv2 weighted kNN, for every ``k``.
-
-    Args:
-        vectors: (N, D) vectors (L2-normalised here, so the dot product is the cosine).
-        labels: (N,) class ids.
-        folds: Which rows train and test (:func:`select_evaluation_folds`).
-        n_classes: Classes C.
-        ks: Neighbour counts; each is capped at the fold's training rows.
-        temperature: ``T`` of the weights ``exp(sim / T)``.
-        chunk: Test rows per similarity block.
-
-    Returns:
-        ({k: (N, C) float32 vote shares, NaN for rows not tested}, info with the effective k per fold).
-
-    Example:
-        >>> probs, info = knn_probabilities(vectors, labels, folds, 2)  # doctest: +SKIP
-    """
-    x = _unit(vectors)
-    labels = np.asarray(labels, dtype=np.int64)
-    out = {k: np.full((len(x), n_classes), np.nan, dtype=np.float32) for k in ks}
-    effective: dict[int, list[int]] = {k: [] for k in ks}
-    for f in range(folds.n_folds):
-        train, test = folds.train_rows(f), folds.test_rows(f)
-        if not len(train) or not len(test):
-            continue
-        xt, yt = x[train], labels[train]
-        k_max = min(max(ks), len(train))
-        for k in ks:
-            effective[k].append(min(k, len(train)))
-        for a in range(0, len(test), chunk):
-            rows = test[a : a + chunk]
-            sims, idx = _top_k(x[rows] @ xt.T, k_max)
-            for k in ks:
-                out[k][rows] = vote_shares(sims[:, :k], yt[idx[:, :k]], n_classes, temperature)
-    info = {"temperature": temperature, "k": {str(k): sorted(set(v)) for k, v in effective.items()}}
-    return out, info
-
-
-def vote_shares(sims: np.ndarray, neighbour_labels: np.ndarray, n_classes: int, temperature: float) -> np.ndarray:
-    """(M, C) float32 class shares of weighted votes ``exp(sim / T)`` of each row's neighbours.
-
-    Example:
-        >>> vote_shares(np.array([[0.9, 0.8]]), np.array([[1, 0]]), 2, 0.07).round(3)
-        array([[0.195, 0.805]], dtype=float32)
-    """
-    m = len(sims)
-    # exp((s - s_max) / T): the shares are unchanged and nothing overflows.
-    w = np.exp((sims - sims.max(axis=1, keepdims=True)) / temperature)
-    flat = (np.arange(m)[:, None] * n_classes + neighbour_labels).ravel()
-    votes = np.bincount(flat, weights=w.ravel(), minlength=m * n_classes).reshape(m, n_classes)
-    return (votes / votes.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    x = np.array(vectors, dtype=np.float32, copy=True)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    x /= np.where(norms > 0, norms, 1.0)
-    return x
-
-
-def _top_k(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(values, indices) of each row's ``k`` largest entries, largest first (torch's top-k when installed:
-    4x faster than ``np.argpartition`` on 80 k columns)."""
-    try:
-        import torch
-    except ImportError:
-        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        vals = np.take_along_axis(sims, part, axis=1)
-        order = np.argsort(-vals, axis=1, kind="stable")
-        return np.take_along_axis(vals, order, axis=1), np.take_along_axis(part, order, axis=1)
-    vals, idx = torch.topk(torch.from_numpy(sims), k, dim=1, largest=True, sorted=True)
-    return vals.numpy(), idx.numpy()
 
 
 def logistic_probabilities(

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dinoscope.analysis.probe_eval import KNN_KS, EvaluationFolds, knn_probabilities, logistic_probabilities
+from dinoscope.analysis.probe_eval import EvaluationFolds, logistic_probabilities
+from dinoscope.analysis.probe_knn import KNN_KS, knn_probabilities
 from dinoscope.analysis.probe_metrics import HEADLINE, compute_probe_metrics
 
 __all__ = ["PROTOCOL_TITLES", "ProtocolResult", "errors_frame", "run_protocols", "summary_frame"]
