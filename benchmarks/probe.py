@@ -9,14 +9,20 @@ runs them (:mod:`dinoscope.analysis.probe_eval`, :mod:`dinoscope.analysis.probe_
 - the logistic regression (C chosen by inner grouped 3-fold CV on <= 8 k training rows, then refitted),
 - the metrics with 1000 group-bootstrap resamples, for the five probe rows (kNN x 4, logistic regression).
 
+Prints wall and CPU seconds per step (on a machine shared with other jobs the wall time is inflated; the load
+average before the run is printed too).
+
 Usage: OMP_NUM_THREADS=2 python benchmarks/probe.py [--n 100000] [--dim 384] [--split]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -40,6 +46,19 @@ def synthetic(n: int, dim: int, n_classes: int = 10, group_size: int = 5, seed: 
     return vectors, group_class[groups], groups, split
 
 
+class _Clock:
+    """Wall and process CPU seconds of each step (CPU time shows what a busy shared machine hides)."""
+
+    def __init__(self, times: dict[str, tuple[float, float]]) -> None:
+        self.times = times
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        yield
+        self.times[name] = (time.perf_counter() - wall, time.process_time() - cpu)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
@@ -48,29 +67,26 @@ def main() -> None:
     args = parser.parse_args()
     vectors, labels, groups, split = synthetic(args.n, args.dim)
     names = [f"c{i}" for i in range(10)]
-    times: dict[str, float] = {}
-    started = time.perf_counter()
-
-    t = time.perf_counter()
-    folds = select_evaluation_folds(labels, groups, split if args.split else None, seed=0)
-    times["folds"] = time.perf_counter() - t
-    t = time.perf_counter()
-    knn, _ = knn_probabilities(vectors, labels, folds, 10)
-    times["knn (k=10,20,100,200)"] = time.perf_counter() - t
-    t = time.perf_counter()
-    logreg, info = logistic_probabilities(vectors, labels, folds, groups, 10, seed=0)
-    times["logistic regression"] = time.perf_counter() - t
-    t = time.perf_counter()
-    rows = {f"knn{k}": p for k, p in knn.items()} | {"logreg": logreg}
-    metrics = {name: compute_probe_metrics(labels, p, groups, names, n_boot=1000) for name, p in rows.items()}
-    times["metrics + bootstrap (5 rows)"] = time.perf_counter() - t
-    total = time.perf_counter() - started
+    load = os.getloadavg()[0]
+    times: dict[str, tuple[float, float]] = {}  # step -> (wall s, CPU s of this process)
+    clock = _Clock(times)
+    with clock("folds"):
+        folds = select_evaluation_folds(labels, groups, split if args.split else None, seed=0)
+    with clock("knn (k=10,20,100,200)"):
+        knn, _ = knn_probabilities(vectors, labels, folds, 10)
+    with clock("logistic regression"):
+        logreg, info = logistic_probabilities(vectors, labels, folds, groups, 10, seed=0)
+    with clock("metrics + bootstrap (5 rows)"):
+        rows = {f"knn{k}": p for k, p in knn.items()} | {"logreg": logreg}
+        metrics = {name: compute_probe_metrics(labels, p, groups, names, n_boot=1000) for name, p in rows.items()}
+    wall, cpu = (sum(v[i] for v in times.values()) for i in (0, 1))
 
     print(f"{args.n} vectors x {args.dim}-d, 10 classes, {groups[-1] + 1} groups; {folds.mode} ({folds.n_folds} folds)")
-    for name, seconds in times.items():
-        print(f"  {name:32s} {seconds:7.1f} s")
+    print(f"  {'step':32s} {'wall s':>7s} {'CPU s':>7s}   (load average before: {load:.1f})")
+    for name, (w, c) in times.items():
+        print(f"  {name:32s} {w:7.1f} {c:7.1f}")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"  {'total':32s} {total:7.1f} s   (peak RSS {peak_mb:.0f} MB)")
+    print(f"  {'total':32s} {wall:7.1f} {cpu:7.1f}   (peak RSS {peak_mb:.0f} MB)")
     print(f"  logistic regression C per fold: {info['C']}")
     for name, m in metrics.items():
         acc, auc = m["accuracy"], m["auroc"]

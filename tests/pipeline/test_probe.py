@@ -61,6 +61,8 @@ def test_cli_probes_a_grouped_classification_set_and_a_second_call_computes_noth
     errors = pd.read_parquet(run / "probes" / "errors.parquet")
     assert set(errors.columns) >= {"object_id", "group", "protocol", "class_name", "predicted"}
     assert (errors["class_name"] != errors["predicted"]).all()
+    by_protocol = errors.groupby("protocol").size()
+    assert all(by_protocol.get(name, 0) == protocols[name]["n_errors"] for name in protocols)
     assert (errors["group"].isin(splits["group"])).all()
 
     again = runner.invoke(app, [*args, "--resume"])

@@ -56,7 +56,7 @@ def compute_probe_metrics(
     Returns:
         ``{"n", "n_groups", "accuracy", "balanced_accuracy", "macro_f1", "auroc"`` (each ``{"value", "low",
         "high"}``), ``"per_class"`` ({name: precision, recall, f1, support}), ``"confusion"`` (C x C, rows =
-        true class), ``"n_boot"}``.
+        true class), ``"n_errors"`` (misclassified rows), ``"n_boot"}``.
 
     Example:
         >>> y = np.array([0, 0, 1, 1]); p = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7]])
@@ -95,6 +95,7 @@ def compute_probe_metrics(
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(confusion, (y, pred), 1)
     out["confusion"] = confusion.tolist()
+    out["n_errors"] = int(len(y) - np.trace(confusion))
     return out
 
 
