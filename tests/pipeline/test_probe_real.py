@@ -40,4 +40,7 @@ def test_deeppcb_ok_vs_defect_probe_table(deeppcb_dir: Path, tmp_path: Path) -> 
 
     again = probe(out=tmp_path / "b", **settings)
     assert yaml.safe_load((tmp_path / "b" / "run.yaml").read_text())["embed_stats"]["n_computed"] == 0
-    assert again.summary.equals(result.summary)
+    # The cache keeps float16 vectors (the first run probes the float32 ones it computed): same decisions, AUROC
+    # within 1e-3.
+    numbers = again.summary.select_dtypes("number") - result.summary.select_dtypes("number")
+    assert (numbers.filter(regex="accuracy|f1") == 0).all().all() and (numbers.abs() < 1e-3).all().all()
