@@ -134,3 +134,12 @@ def test_unlabelled_images_are_refused_in_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "no labelled objects; a probe needs class labels" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_class_folders_are_grouped_by_image(tmp_path: Path) -> None:
+    for c in ("cat", "dog"):
+        for i in range(6):
+            write_image(tmp_path / "ds" / c / f"{i}.jpg", seed=i + (0 if c == "cat" else 50))
+    result = probe(dataset=tmp_path / "ds", out=tmp_path / "run", **FAST)
+    assert result.metrics["group_by"] == "source" and result.metrics["evaluation"]["n_groups"] == 12
+    assert result.metrics["classes"] == ["cat", "dog"] and set(result.summary["n"]) == {12}

@@ -1,15 +1,11 @@
 """Feature evaluation: how well a backbone's vectors separate the classes, measured without group leaks.
 
-The folds and the logistic-regression protocol; the weighted kNN is in :mod:`~dinoscope.analysis.probe_knn`.
-Two protocols of the DINOv2 evaluation code (Oquab et al., "DINOv2: Learning Robust Visual Features without
-Supervision", TMLR 2024; ``dinov2/eval/knn.py`` and ``log_regression.py``):
-
-- **weighted kNN**: cosine similarity of a test vector to every training vector; its ``k`` most similar vote
-  for their class with weight ``exp(sim / T)``, ``T = 0.07``; the class probabilities are the vote shares.
-  Reported for ``k`` = 10, 20, 100, 200 (capped at the number of training rows).
-- **logistic regression** (scikit-learn, L-BFGS, L2) on the vectors standardised with the training rows'
-  mean and spread; its ``C`` is chosen on the training rows alone by an inner grouped cross-validation
-  (log-loss over a grid, warm-started from small to large ``C``), then the model is refitted on all of them.
+The shared folds and the logistic-regression protocol (the weighted kNN is :mod:`~dinoscope.analysis.probe_knn`).
+The logistic regression follows the DINOv2 evaluation (Oquab et al., "DINOv2: Learning Robust Visual Features
+without Supervision", TMLR 2024; ``dinov2/eval/log_regression.py``: L-BFGS over a sweep of C, refitted with
+the chosen one): scikit-learn's L2 ``LogisticRegression`` on the vectors standardised with the training rows'
+mean and spread; its ``C`` is chosen on the training rows alone by an inner grouped cross-validation (log-loss
+over a grid, warm-started from small to large ``C``), then the model is refitted on all of them.
 
 Evaluation is group-aware (:func:`select_evaluation_folds`): the rows of one group (the board of a
 defect/template pair, the source image of boxes, the video of frames) are all tested in the same fold and so
