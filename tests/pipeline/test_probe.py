@@ -67,8 +67,8 @@ def test_cli_probes_a_grouped_classification_set_and_a_second_call_computes_noth
 
     again = runner.invoke(app, [*args, "--resume"])
     assert again.exit_code == 0, again.output
-    stats = yaml.safe_load((run / "run.yaml").read_text())["embed_stats"]
-    assert stats["n_computed"] == 0
+    stats = json.loads((run / "probes" / "metrics.json").read_text())["models"]["tiny-cnn"]["embedding"]
+    assert stats["n_computed"] == 0 and stats["n_resumed"] == 32
     assert pd.read_csv(run / "probes" / "summary.csv").equals(summary)  # seeded: the same numbers
 
 
@@ -86,6 +86,8 @@ def test_compare_adds_a_dinov2_folder_with_its_linear_probe(tmp_path: Path) -> N
     assert spec["pooling"] == "cls" and spec["backend"] == "hf-dinov2"
     stores = sorted(p.name for p in (tmp_path / "run" / "embeddings").glob("*.npy") if ".done" not in p.name)
     assert len(stores) == 3  # tiny-cnn, the DINOv2 CLS store and its [CLS ‖ mean patch] store
+    doc = yaml.safe_load((tmp_path / "run" / "run.yaml").read_text())
+    assert doc["embedding"]["model"]["name"] == "tiny-cnn"  # the run's own model, not the last compared one
 
 
 def test_boxes_of_a_detection_set_are_grouped_by_image_and_its_split_is_used(tmp_path: Path) -> None:

@@ -39,7 +39,8 @@ def test_deeppcb_ok_vs_defect_probe_table(deeppcb_dir: Path, tmp_path: Path) -> 
     assert {c: v["support"] for c, v in logreg["per_class"].items()} == {"negative": 311, "positive": 311}
 
     again = probe(out=tmp_path / "b", **settings)
-    assert yaml.safe_load((tmp_path / "b" / "run.yaml").read_text())["embed_stats"]["n_computed"] == 0
+    assert again.metrics["models"]["efficientnet-lite0"]["embedding"]["n_computed"] == 0
+    assert yaml.safe_load((tmp_path / "b" / "run.yaml").read_text())["embed_stats"]["n_cached"] == 622
     # The cache keeps float16 vectors (the first run probes the float32 ones it computed): same decisions, AUROC
     # within 1e-3.
     numbers = again.summary.select_dtypes("number") - result.summary.select_dtypes("number")

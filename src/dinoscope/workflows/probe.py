@@ -45,6 +45,9 @@ __all__ = ["ProbeConfig", "ProbeOptions", "ProbeResult", "probe", "probe_from_co
 logger = logging.getLogger(__name__)
 #: Pooling whose model also offers the DINOv2 linear-probe input ``cls+mean``.
 _LINEAR_FROM = "cls"
+#: run.yaml sections that describe the run's own embedding (kept as they were before the compared models).
+_EMBEDDING_SECTIONS = ("embedding", "embed_stats")
+_COUNTS = ("n_computed", "n_cached", "n_resumed", "n_failed")
 
 
 class ProbeOptions(StrictModel):
@@ -123,16 +126,21 @@ def probe_from_config(config: ProbeConfig) -> ProbeResult:
 
     first = resolve_model(config.model)[0]
     models = list(dict.fromkeys([first, *(config.compare or [])]))
+    # run.yaml's `embedding` describes the run's own model (the report shows it): the compared models' stores
+    # must not replace it; their embedding figures go to the probe's records.
+    kept = {key: value for key, value in run.read_yaml().items() if key in _EMBEDDING_SECTIONS}
     metrics: dict[str, dict[str, Any]] = {}
     models_info: dict[str, Any] = {}
     errors = []
     for model in models:
         t = time.perf_counter()
-        vectors, linear, spec = _vectors(run, table, config, model, first)
+        vectors, linear, spec, stats = _vectors(run, table, config, model, first)
+        if not kept:
+            kept = {key: value for key, value in run.read_yaml().items() if key in _EMBEDDING_SECTIONS}
         usable = np.where(np.isfinite(vectors).all(axis=1), labels, -1)
         results = _protocols(vectors, usable, groups, folds, names, linear, config.seed)
         metrics[model] = {name: r.metrics for name, r in results.items()}
-        models_info[model] = {"spec": spec, "protocols": {name: r.info for name, r in results.items()}}
+        models_info[model] = {"spec": spec, "embedding": stats, "protocols": {n: r.info for n, r in results.items()}}
         errors.append(errors_frame(results, usable, table.object_id, groups, names, model))
         timings[model] = round(time.perf_counter() - t, 3)
 
@@ -147,6 +155,7 @@ def probe_from_config(config: ProbeConfig) -> ProbeResult:
         "models": {m: {**models_info[m], "metrics": metrics[m]} for m in models},
     }
     run.write_probe_metrics(doc)
+    run.write_yaml(kept)
     run.write_yaml({"probe": {"models": models, "evaluation": doc["evaluation"], "timings_s": timings}})
     return ProbeResult(run.path, summary, doc, _refresh_report(run, config), timings)
 
@@ -187,19 +196,22 @@ def _groups(table: ObjectTable, group_by: str | None, dataset: Path) -> tuple[np
 
 def _vectors(
     run: Run, table: ObjectTable, config: ProbeConfig, model: str, first: str
-) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any], dict[str, int]]:
     """(N, D) vectors of ``model`` (NaN rows: no vector), its ``[CLS ‖ mean patch]`` vectors when the model has
-    a CLS token and no pooling was chosen (None otherwise), and its spec."""
+    a CLS token and no pooling was chosen (None otherwise), its spec, and how its vectors were obtained
+    (computed / from the cache / already in the store, summed over its stores)."""
     settings = config.model_copy(update={"model": model, "weights": config.weights if model == first else None})
     result = embedding_into_run(run, table, settings, resume=True, overwrite=config.overwrite)
     vectors = _read_store(run, result.store_path.stem, table)
-    linear = None
+    linear, results = None, [result]
     if config.pooling is None and result.spec.pooling == _LINEAR_FROM:
         both = embedding_into_run(
             run, table, settings.model_copy(update={"pooling": "cls+mean"}), resume=True, overwrite=config.overwrite
         )
         linear = _read_store(run, both.store_path.stem, table)
-    return vectors, linear, result.spec.to_dict()
+        results.append(both)
+    counts = {key: sum(getattr(r.stats, key) for r in results) for key in _COUNTS}
+    return vectors, linear, result.spec.to_dict(), counts
 
 
 def _read_store(run: Run, name: str, table: ObjectTable) -> np.ndarray:
