@@ -2,7 +2,8 @@
 
 The product in six calls (the same configs as the CLI and ``--config`` files): ``run_pipeline`` (check ->
 embed -> analyse -> report a dataset), ``embed``, ``analyze`` (a run's vectors), ``build_report``,
-``create_backend`` and ``list_models``; plus the readers, the object table and the run directory. The package
+``create_backend`` and ``list_models``, and ``probe`` (kNN / logistic-regression probes of a labelled dataset's
+features); plus the readers, the object table and the run directory. The package
 imports nothing heavy: everything loads on first use.
 
 Example:
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from dinoscope.workflows.analyze import analyze
     from dinoscope.workflows.check import check
     from dinoscope.workflows.pipeline import run_pipeline
+    from dinoscope.workflows.probe import probe
     from dinoscope.workflows.video import run_video
 
 __all__ = [
@@ -77,6 +79,7 @@ __all__ = [
     "iter_frames",
     "list_models",
     "list_videos",
+    "probe",
     "probe_video",
     "read_class_folders",
     "read_coco",
@@ -98,6 +101,7 @@ _LAZY = {
     "run_pipeline": "dinoscope.workflows.pipeline",
     "analyze": "dinoscope.workflows.analyze",
     "check": "dinoscope.workflows.check",
+    "probe": "dinoscope.workflows.probe",
     "run_video": "dinoscope.workflows.video",
     "build_report": "dinoscope.report",
     "create_backend": "dinoscope.embed.registry",

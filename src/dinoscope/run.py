@@ -12,7 +12,8 @@ runs/<name>/
   detections.parquet          every detection of a video run (+ detections/ per-video logs)
   eval/metrics.json           a detector's metrics (``dinoscope errors``; + eval/<table>.parquet)
   report/                     the offline HTML report
-  probes/ checkpoints/ predictions/ selections/ reviews/   later capabilities
+  probes/                     feature probes: metrics.json, summary.csv, splits.parquet, errors.parquet
+  checkpoints/ predictions/ selections/ reviews/   later capabilities
 ```
 No other module builds a path inside a run. A run directory is never replaced silently: an existing one
 needs ``resume`` or ``overwrite``. ``run.yaml`` records the layout version; a run written by an incompatible
@@ -170,6 +171,24 @@ class Run:
         folder = self.path / name
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+    def probe_path(self, name: str) -> Path:
+        """A file of the feature probes (``probes/<name>``: ``metrics.json``, ``summary.csv``,
+        ``splits.parquet``, ``errors.parquet``); the folder is created on first use."""
+        return self.room("probes") / name
+
+    def read_probe_metrics(self) -> dict[str, Any] | None:
+        """``probes/metrics.json`` (what ``dinoscope probe`` measured), None when the run has no probe."""
+        path = self.path / "probes" / "metrics.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def write_probe_metrics(self, doc: dict[str, Any]) -> Path:
+        """Write ``probes/metrics.json`` (atomically)."""
+        path = self.probe_path("metrics.json")
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(doc, indent=2, default=_json_default), encoding="utf-8")
+        tmp.replace(path)
+        return path
 
     def findings_path(self, analysis: str) -> Path:
         return self.findings_dir / f"{analysis}.parquet"

@@ -57,6 +57,7 @@ PANELS = {
     "PatchMergeOptions": "PCA",
     "PatchRenderOptions": "Colours",
     "ReportOptions": "Report",
+    "ProbeOptions": "Probe",
 }
 
 

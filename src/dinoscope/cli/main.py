@@ -13,6 +13,7 @@ from dinoscope.cli import demo as demo_cmd
 from dinoscope.cli import embed as embed_cmd
 from dinoscope.cli import errors as errors_cmd
 from dinoscope.cli import patches as patches_cmd
+from dinoscope.cli import probe as probe_cmd
 from dinoscope.cli import report as report_cmd
 from dinoscope.cli import video as video_cmd
 from dinoscope.cli._common import out_console, settings, setup_logging
@@ -53,6 +54,7 @@ app.command("analyze", no_args_is_help=True)(analyze_cmd.command())
 app.command("report", no_args_is_help=True)(report_cmd.command())
 app.command("video", no_args_is_help=True)(video_cmd.command())
 app.command("errors", no_args_is_help=True)(errors_cmd.command())
+app.command("probe", no_args_is_help=True)(probe_cmd.command())
 app.command("demo")(demo_cmd.command())
 app.add_typer(embed_cmd.cache_app, name="cache")
 patches_cmd.register(patches_cmd.patches_app)

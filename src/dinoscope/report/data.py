@@ -52,6 +52,7 @@ class RunData:
         checks: Dataset health findings and counts of the whole table.
         root: The folder the object ``source`` paths are relative to, None when it cannot be found.
         analyses: The findings files that exist.
+        probe: ``probes/metrics.json`` of ``dinoscope probe``, None when the run has none.
     """
 
     run_dir: Path
@@ -63,6 +64,7 @@ class RunData:
     checks: CheckReport
     root: Path | None
     analyses: list[str] = field(default_factory=list)
+    probe: dict[str, Any] | None = None
 
     @property
     def analysis_info(self) -> dict[str, Any]:
@@ -119,6 +121,7 @@ def load_run(run_dir: str | Path, dataset_root: str | Path | None = None) -> Run
         checks=read_checks(run.checks_dir) if (run.checks_dir / "checks.json").is_file() else run_checks(table),
         root=root,
         analyses=list(findings),
+        probe=run.read_probe_metrics(),
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from dinoscope._version import __version__
 from dinoscope.analysis.recommend import DUPLICATE_SHARE, MIN_OBJECTS
+from dinoscope.report.probe_section import render_probe
 from dinoscope.report.view import (
     RATE_BAD,
     SPLIT_COLORS,
@@ -36,6 +37,7 @@ def render_overview(view: View) -> str:
         f'<p class="lede">{_lede(view)}</p></div>'
         f"{_kpis(view)}"
         f'<div class="card"><div class="card-head"><h2>Classes</h2>{_legend()}</div>{_class_table(view)}</div>'
+        f"{render_probe(view)}"
         f'<div class="cols"><div class="card">{_health(view)}</div>'
         f'<div class="card">{_distribution(view)}</div></div>'
         f'<div class="card">{_provenance(view)}</div>'

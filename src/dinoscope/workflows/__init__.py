@@ -25,6 +25,7 @@ WORKFLOWS = {
     "video": "dinoscope.workflows.video:VideoConfig",
     "errors": "dinoscope.workflows.errors:ErrorsConfig",
     "report": "dinoscope.workflows.report:ReportConfig",
+    "probe": "dinoscope.workflows.probe:ProbeConfig",
     "demo": "dinoscope.workflows.demo:DemoConfig",
     "patches fit": "dinoscope.workflows.patches:PatchFitConfig",
     "patches render": "dinoscope.workflows.patches:PatchRenderConfig",
