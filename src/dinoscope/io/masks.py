@@ -32,7 +32,7 @@ from dinoscope.io.paths import relpath
 from dinoscope.io.yolo import split_of
 from dinoscope.table import ObjectTable
 
-__all__ = ["IGNORE_VALUE", "MASK_DIRS", "read_masks"]
+__all__ = ["IGNORE_VALUE", "MASK_DIRS", "read_mask_array", "read_masks"]
 
 MaskMode = Literal["auto", "binary", "indexed"]
 #: Folder names searched (in order) for masks beside ``images/``.
@@ -162,7 +162,7 @@ def _read_all(paths: list[Path], union: bool) -> list[_Mask]:
 def _read_mask(path: Path, union: bool) -> _Mask:
     """Read one mask and find its instances (one pass over the file)."""
     try:
-        arr = _mask_array(path)
+        arr = read_mask_array(path)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         return _Mask(error=f"cannot decode mask ({exc})")
     values = frozenset(int(v) for v in np.unique(arr)) - {0}
@@ -173,8 +173,17 @@ def _read_mask(path: Path, union: bool) -> _Mask:
     return _Mask(width, height, values, instances)
 
 
-def _mask_array(path: Path) -> np.ndarray:
-    """(H, W) integer array of the stored mask values; colour masks only when their channels agree."""
+def read_mask_array(path: str | Path) -> np.ndarray:
+    """(H, W) integer array of the stored mask values; colour masks only when their channels agree.
+
+    Raises:
+        ValueError: A colour mask whose channels differ (not a class-index mask).
+        OSError: The file cannot be decoded.
+
+    Example:
+        >>> read_mask_array("masks/frame_0001.png").max()  # doctest: +SKIP
+        255
+    """
     with Image.open(path) as img:
         if img.mode in ("L", "P"):
             return np.asarray(img)

@@ -1,0 +1,84 @@
+"""Option groups of ``dinoscope seg import | prepare | train | predict | eval | collect``.
+
+Only the settings segmentation alone has are declared here; everything else (model, input size, local
+weights, device, precision, batch size, workers, seed, classes, output, overwrite, resume, video sampling)
+comes from the shared groups of :mod:`dinoscope.options`, so it has one spelling everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from dinoscope.config import StrictModel
+from dinoscope.io.seg_exports import ExportFormat
+
+__all__ = [
+    "SegCollectOptions",
+    "SegDataOptions",
+    "SegEvalOptions",
+    "SegImportOptions",
+    "SegModelDirOptions",
+    "SegSplitOptions",
+    "SegTrainOptions",
+]
+
+
+class SegDataOptions(StrictModel):
+    """The segmentation data a command reads."""
+
+    data: Path = Field(
+        description="A CVAT export (import), or a folder with images/ + masks/ and optional splits/ (prepare, "
+        "train, eval)."
+    )
+
+
+class SegImportOptions(StrictModel):
+    """How an annotation export becomes images/ + masks/."""
+
+    images: Path | None = Field(
+        None, description="Folder of the task's images (default: the export's own JPEGImages/ or images/)."
+    )
+    export_format: ExportFormat = Field(
+        "auto",
+        description="cvat-mask (Segmentation mask 1.1), coco (COCO 1.0), cvat-xml (CVAT for images 1.1), "
+        "masks (mask folder) or auto.",
+    )
+    line_width: int = Field(3, ge=1, description="Width in px at which polylines are drawn (cvat-xml).")
+
+
+class SegSplitOptions(StrictModel):
+    """How ``seg prepare`` splits images into train / val / test."""
+
+    val_ratio: float = Field(0.2, gt=0.0, lt=1.0, description="Share of images in the validation split.")
+    test_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Share of images in the test split (0 = none).")
+    min_val_pos: int = Field(10, ge=1, description="At least this many images with foreground in validation.")
+
+
+class SegModelDirOptions(StrictModel):
+    """A trained segmentation model."""
+
+    model_dir: Path = Field(description="Folder written by `dinoscope seg train --out`.")
+
+
+class SegTrainOptions(StrictModel):
+    """How long ``seg train`` trains."""
+
+    epochs: int | None = Field(
+        None, ge=1, description="Passes over the training images (default: 30 on GPU, 6 on CPU)."
+    )
+
+
+class SegEvalOptions(StrictModel):
+    """Which images ``seg eval`` scores."""
+
+    split: str | None = Field(None, description="Only the images of splits/<split>.txt (default: every image).")
+
+
+class SegCollectOptions(StrictModel):
+    """Headless frame collection."""
+
+    diverse: int | None = Field(
+        None, ge=1, description="Keep N frames covering the video's appearance (embedding + k-center greedy)."
+    )
