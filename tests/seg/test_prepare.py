@@ -39,7 +39,7 @@ def test_prepare_writes_empty_masks_reports_nonbinary_and_splits(tmp_path: Path)
     assert result.n_empty_written == 1 and (root / "masks" / "v0_000150.png").is_file()
     assert [Path(f).name for f, _ in result.nonbinary] == ["v1_000090.png"] and not result.rewritten
     splits = {s: read_split(root, s) for s in ("train", "val", "test")}
-    assert sorted(sum(splits.values(), [])) == sorted(p.stem for p in (root / "images").iterdir())
+    assert sorted(s for v in splits.values() for s in v) == sorted(p.stem for p in (root / "images").iterdir())
     assert result.counts["val"][1] >= 2 and result.counts["test"][1] >= 1
     with pytest.raises(OutputExistsError, match="--overwrite"):
         prepare_data(root)
