@@ -184,3 +184,26 @@ def write_cvat_xml_export(root: Path) -> Path:
 
 
 WRITERS = {"cvat-mask": write_cvat_mask_export, "coco": write_cvat_coco_export, "cvat-xml": write_cvat_xml_export}
+
+
+def write_seg_data(root: Path, n: int = 8, side: int = 64, seed: int = 0) -> Path:
+    """A prepared data folder of ``n`` noisy grey images, each with one bright diagonal "crack" (its mask), and
+    splits: the first ``n - 2`` train, the last 2 val."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
+    (root / "splits").mkdir(exist_ok=True)
+    stems = []
+    for i in range(n):
+        img = rng.normal(90, 12, (side, side)).clip(0, 255)
+        mask = Image.new("L", (side, side), 0)
+        a, b = rng.integers(0, side, 2)
+        ImageDraw.Draw(mask).line([(0, int(a)), (side - 1, int(b))], fill=255, width=3)
+        m = np.asarray(mask) > 0
+        img[m] = 200
+        Image.fromarray(np.repeat(img.astype(np.uint8)[..., None], 3, axis=2)).save(root / "images" / f"s{i:02d}.png")
+        mask.save(root / "masks" / f"s{i:02d}.png")
+        stems.append(f"s{i:02d}")
+    (root / "splits" / "train.txt").write_text("\n".join(stems[:-2]) + "\n", encoding="utf-8")
+    (root / "splits" / "val.txt").write_text("\n".join(stems[-2:]) + "\n", encoding="utf-8")
+    return root

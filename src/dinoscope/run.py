@@ -12,6 +12,7 @@ runs/<name>/
   detections.parquet          every detection of a video run (+ detections/ per-video logs)
   report/                     the offline HTML report
   probes/ checkpoints/ predictions/ evaluations/ selections/ reviews/   later capabilities
+  metrics.csv                 per-epoch training metrics (a training run: ``seg train``)
 ```
 No other module builds a path inside a run. A run directory is never replaced silently: an existing one
 needs ``resume`` or ``overwrite``. ``run.yaml`` records the layout version; a run written by an incompatible
@@ -168,6 +169,21 @@ class Run:
             raise ValueError(f"unknown run folder {name!r}; known: {', '.join(_ROOMS)}")
         folder = self.path / name
         folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    @property
+    def metrics_path(self) -> Path:
+        """Per-epoch metrics of a training run (``metrics.csv``)."""
+        return self.path / "metrics.csv"
+
+    def checkpoint_path(self, name: str) -> Path:
+        """``checkpoints/<name>.pt`` (the folder is created on first use)."""
+        return self.room("checkpoints") / f"{name}.pt"
+
+    def evaluation_dir(self, name: str) -> Path:
+        """``evaluations/<name>/`` for one evaluation's files (created on first use)."""
+        folder = self.room("evaluations") / name
+        folder.mkdir(exist_ok=True)
         return folder
 
     def findings_path(self, analysis: str) -> Path:

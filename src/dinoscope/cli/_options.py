@@ -47,6 +47,7 @@ PANELS = {
     "ReportStepOptions": "Output",
     "PipelineOptions": "Output",
     "OutputOptions": "Output",
+    "OverwriteOptions": "Output",
     "ResumeOptions": "Output",
     "DetectOptions": "Detector",
     "ComponentsOptions": "PCA",

@@ -13,14 +13,32 @@ from pydantic import Field
 
 from dinoscope.config import StrictModel
 from dinoscope.io.seg_exports import ExportFormat
+from dinoscope.options import (
+    ClassesOptions,
+    ModelOptions,
+    OutputOptions,
+    OverwriteOptions,
+    ResumeOptions,
+    RuntimeOptions,
+    SamplingOptions,
+    SeedOptions,
+    SourceOptions,
+    WorkersOptions,
+)
 
 __all__ = [
+    "SegCollectConfig",
     "SegCollectOptions",
     "SegDataOptions",
+    "SegEvalConfig",
     "SegEvalOptions",
+    "SegImportConfig",
     "SegImportOptions",
     "SegModelDirOptions",
+    "SegPredictConfig",
+    "SegPrepareConfig",
     "SegSplitOptions",
+    "SegTrainConfig",
     "SegTrainOptions",
 ]
 
@@ -82,3 +100,44 @@ class SegCollectOptions(StrictModel):
     diverse: int | None = Field(
         None, ge=1, description="Keep N frames covering the video's appearance (embedding + k-center greedy)."
     )
+
+
+# --- the commands' configs ------------------------------------------------------------------------------------
+class SegImportConfig(SegDataOptions, SegImportOptions, ClassesOptions, OutputOptions):
+    """Settings of ``dinoscope seg import`` (``data``: the unzipped export; ``classes``: the labels that make the
+    foreground, default all; ``out``: the new data folder, required)."""
+
+
+class SegPrepareConfig(SegDataOptions, SegSplitOptions, SeedOptions, OverwriteOptions):
+    """Settings of ``dinoscope seg prepare`` (``data``: the folder with images/ + masks/, changed in place:
+    new empty masks and splits/; ``overwrite``: re-split, and rewrite non-binary masks as 0/255)."""
+
+
+class SegTrainConfig(
+    SegDataOptions,
+    ModelOptions,
+    SegTrainOptions,
+    RuntimeOptions,
+    WorkersOptions,
+    SeedOptions,
+    OutputOptions,
+    ResumeOptions,
+):
+    """Settings of ``dinoscope seg train`` (``model``: efficientnet-lite0 (auto), unet or timm:<name>;
+    ``input_size``: training crop side, default 512 on GPU, 256 on CPU; ``weights``: local encoder state dict
+    for timm:<name>; ``allow_download``: timm:<name> without --weights fetches ImageNet weights from the hub;
+    ``batch_size``: default 16 on GPU, 8 on CPU; ``out``: the model folder, required)."""
+
+
+class SegPredictConfig(SegModelDirOptions, SourceOptions, RuntimeOptions, OutputOptions):
+    """Settings of ``dinoscope seg predict`` (``source``: an image, a folder of images and videos, or a video;
+    ``out``: the folder of masks/, overlays/, predictions.csv and overlay MP4s, required)."""
+
+
+class SegEvalConfig(SegModelDirOptions, SegDataOptions, SegEvalOptions, RuntimeOptions):
+    """Settings of ``dinoscope seg eval`` (``data``: images/ + masks/ and optional splits/; the per-image scores
+    and the worst-images page go to MODEL_DIR/evaluations/<data>-<split>/)."""
+
+
+class SegCollectConfig(SourceOptions, SamplingOptions, SegCollectOptions, OutputOptions):
+    """Settings of ``dinoscope seg collect`` (headless: ``every_s`` or ``diverse``; ``out``: the new folder)."""
