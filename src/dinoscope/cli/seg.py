@@ -1,4 +1,4 @@
-"""``dinoscope seg import | prepare | train | predict | eval``: segmentation masks, from CVAT export to video."""
+"""``dinoscope seg collect | import | prepare | train | predict | eval``: segmentation, from video to masks."""
 
 from __future__ import annotations
 
@@ -15,6 +15,17 @@ seg_app = typer.Typer(
     help="Segmentation: import CVAT exports, prepare splits, train a U-Net, predict images and videos, evaluate.",
     no_args_is_help=True,
 )
+
+
+def _collect(call: Invocation) -> None:
+    """Take frames to label from videos, headless: one every --every-s seconds, or --diverse N frames that cover
+    the video's appearance (embeddings + k-center). (No interactive window: OpenCV is not a dependency.)"""
+    from dinoscope.workflows.seg import SegCollectConfig, collect_frames
+
+    with handle_errors():
+        result = collect_frames(build_config(SegCollectConfig, **call.settings))
+    extra = f" chosen from {result.n_candidates} candidates" if result.n_candidates else ""
+    out_console.print(f"{len(result.frames)} frames{extra} -> {result.out}/images, meta (next: label them)")
 
 
 def _import(call: Invocation) -> None:
@@ -118,6 +129,7 @@ def _eval(call: Invocation) -> None:
 def register(app: typer.Typer) -> None:
     """Add the generated ``seg`` commands to ``app``."""
     from dinoscope.workflows.seg import (
+        SegCollectConfig,
         SegEvalConfig,
         SegImportConfig,
         SegPredictConfig,
@@ -126,6 +138,7 @@ def register(app: typer.Typer) -> None:
     )
 
     as_json = Display("as_json", bool, False, "Print the metrics as one JSON object (for scripts).", "--json")
+    app.command("collect", no_args_is_help=True)(config_command(SegCollectConfig, _collect, arguments=("source",)))
     app.command("import", no_args_is_help=True)(config_command(SegImportConfig, _import, arguments=("data",)))
     app.command("prepare", no_args_is_help=True)(config_command(SegPrepareConfig, _prepare, arguments=("data",)))
     app.command("train", no_args_is_help=True)(config_command(SegTrainConfig, _train, arguments=("data",)))

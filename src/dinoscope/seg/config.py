@@ -139,5 +139,7 @@ class SegEvalConfig(SegModelDirOptions, SegDataOptions, SegEvalOptions, RuntimeO
     and the worst-images page go to MODEL_DIR/evaluations/<data>-<split>/)."""
 
 
-class SegCollectConfig(SourceOptions, SamplingOptions, SegCollectOptions, OutputOptions):
-    """Settings of ``dinoscope seg collect`` (headless: ``every_s`` or ``diverse``; ``out``: the new folder)."""
+class SegCollectConfig(SourceOptions, SamplingOptions, SegCollectOptions, ModelOptions, RuntimeOptions, OutputOptions):
+    """Settings of ``dinoscope seg collect`` (headless; ``source``: a video or a folder of videos; ``every_s``: one
+    frame per T s, or the candidates of ``diverse`` (default 1 s); ``model``: the embedding of ``diverse``;
+    ``out``: the new folder of images/ and meta/)."""

@@ -1,4 +1,4 @@
-"""``dinoscope seg import | prepare | train | predict | eval``: crack and defect segmentation as one toolchain.
+"""``dinoscope seg collect | import | prepare | train | predict | eval``: segmentation as one toolchain.
 
 Segmentation is a stand-alone tool floor (:mod:`dinoscope.seg`) whose configs are composed from the option
 groups like every command's (:mod:`dinoscope.seg.config`); this workflow is its entry point: each command
@@ -16,7 +16,9 @@ from typing import Any
 
 from dinoscope.config import build_config
 from dinoscope.errors import ConfigError
+from dinoscope.seg.collect import CollectResult, collect_frames
 from dinoscope.seg.config import (
+    SegCollectConfig,
     SegEvalConfig,
     SegImportConfig,
     SegPredictConfig,
@@ -30,13 +32,16 @@ from dinoscope.seg.prepare import PrepareResult, prepare_data
 from dinoscope.seg.train import TrainResult, train_segmentation
 
 __all__ = [
+    "SegCollectConfig",
     "SegEvalConfig",
     "SegImportConfig",
     "SegPredictConfig",
     "SegPrepareConfig",
     "SegTrainConfig",
+    "collect_frames",
     "evaluate_segmentation",
     "predict_segmentation",
+    "seg_collect",
     "seg_eval",
     "seg_import",
     "seg_import_from_config",
@@ -92,3 +97,8 @@ def seg_predict(**kwargs: Any) -> PredictResult:
 def seg_eval(**kwargs: Any) -> EvalResult:
     """Foreground dice / IoU / precision / recall; keywords: :class:`SegEvalConfig`."""
     return evaluate_segmentation(build_config(SegEvalConfig, **kwargs))
+
+
+def seg_collect(**kwargs: Any) -> CollectResult:
+    """Frames to label from videos, headless; keywords: :class:`SegCollectConfig`."""
+    return collect_frames(build_config(SegCollectConfig, **kwargs))
