@@ -10,6 +10,8 @@ Architectures (``--model``):
   (``--weights``; no hub access: smp's hub weights are never requested), ImageNet-free when none is given.
 - ``unet``: a small plain U-Net (Ronneberger et al. 2015) trained from scratch, no extra dependency; for
   tiny data, tests and machines without smp.
+- ``dinov2:<model>``: a frozen DINOv2 (any ViT the embed registry loads offline) with a light decoder
+  (:mod:`dinoscope.seg.vit_decoder`); inputs are multiples of the patch size (14).
 
 Inputs must be multiples of :attr:`ModelInfo.multiple` (32 for smp encoders, 16 for ``unet``); the predictor
 pads. Grayscale images are read as three equal channels, so one network serves both.
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ARCHITECTURES", "ModelInfo", "build_model", "load_checkpoint", "resolve_architecture", "save_checkpoint"]
 
-ARCHITECTURES = ("efficientnet-lite0", "unet", "timm:<name>")
+ARCHITECTURES = ("efficientnet-lite0", "unet", "timm:<name>", "dinov2:<model>")
 _PLAIN_MEAN, _PLAIN_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 _SMP_HINT = "pip install segmentation-models-pytorch (or --model unet, which needs nothing more)"
 
@@ -46,6 +48,7 @@ class ModelInfo:
         mean: Per-channel mean on the [0, 1] scale (the encoder's); ``std`` likewise.
         multiple: Input sides must be multiples of this.
         threshold: Probability above which a pixel is foreground.
+        backbone_hash: Weights hash of a frozen backbone that is not stored in the checkpoint ("" otherwise).
     """
 
     arch: str
@@ -54,6 +57,7 @@ class ModelInfo:
     std: tuple[float, float, float]
     multiple: int
     threshold: float = 0.5
+    backbone_hash: str = ""
 
 
 def resolve_architecture(model: str) -> str:
@@ -68,11 +72,15 @@ def resolve_architecture(model: str) -> str:
     """
     if model in ("auto", "efficientnet-lite0"):
         return "efficientnet-lite0"
-    if model == "unet" or (model.startswith("timm:") and len(model) > 5):
+    if (
+        model == "unet"
+        or (model.startswith("timm:") and len(model) > 5)
+        or (model.startswith("dinov2:") and len(model) > 7)
+    ):
         return model
     raise ConfigError(
-        f"seg train: unknown --model {model!r}; use efficientnet-lite0 (default), unet, or timm:<name> "
-        "with --weights <local state dict>"
+        f"seg train: unknown --model {model!r}; use efficientnet-lite0 (default), unet, timm:<name> "
+        "with --weights <local state dict>, or dinov2:<model> (a frozen DINOv2 with a light decoder)"
     )
 
 
@@ -102,6 +110,11 @@ def build_model(
     if arch == "unet":
         net: nn.Module = SmallUNet()
         info = ModelInfo(arch, input_size, _PLAIN_MEAN, _PLAIN_STD, 16)
+    elif arch.startswith("dinov2:"):
+        from dinoscope.seg.vit_decoder import create_vit_segmenter
+
+        net, spec = create_vit_segmenter(arch.split(":", 1)[1], allow_download, weights)
+        info = ModelInfo(arch, input_size, spec.mean, spec.std, spec.patch_size, backbone_hash=spec.weights_hash)
     else:
         net, mean, std = _smp_unet(arch, weights, pretrained, allow_download)
         info = ModelInfo(arch, input_size, mean, std, 32)
@@ -156,8 +169,11 @@ def save_checkpoint(path: Path, net: nn.Module, info: ModelInfo, **state: Any) -
     """Write the weights, the :class:`ModelInfo` and any training state atomically (temp file + rename)."""
     import torch
 
+    from dinoscope.seg.vit_decoder import BACKBONE_PREFIX
+
     tmp = path.with_suffix(".tmp")
-    torch.save({"info": asdict(info), "state_dict": net.state_dict(), **state}, tmp)
+    weights = {k: v for k, v in net.state_dict().items() if not (info.backbone_hash and k.startswith(BACKBONE_PREFIX))}
+    torch.save({"info": asdict(info), "state_dict": weights, **state}, tmp)
     tmp.replace(path)
 
 
@@ -176,8 +192,17 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, ModelInfo, dict[str, Any]]:
         info = ModelInfo(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["info"].items()})
     except (KeyError, TypeError, RuntimeError, OSError) as exc:
         raise BackendError(f"{path}: not a dinoscope segmentation checkpoint ({exc})") from exc
-    net, _ = build_model(info.arch, info.input_size, pretrained=False)
-    net.load_state_dict(state["state_dict"])
+    net, built = build_model(info.arch, info.input_size, pretrained=False)
+    if built.backbone_hash != info.backbone_hash:
+        raise BackendError(
+            f"{path}: trained on backbone weights {info.backbone_hash[:12]} but {info.arch.split(':', 1)[1]} now "
+            f"loads {built.backbone_hash[:12]}; put the original weights back or retrain"
+        )
+    result = net.load_state_dict(state["state_dict"], strict=not info.backbone_hash)
+    if result.unexpected_keys or any(not k.startswith("backbone.") for k in result.missing_keys):
+        raise BackendError(
+            f"{path}: checkpoint does not fit {info.arch} ({(result.missing_keys or result.unexpected_keys)[0]})"
+        )
     return net, info, state
 
 

@@ -120,6 +120,8 @@ def train_segmentation(
         net, info, state = load_checkpoint(run.checkpoint_path("last"))
         size, batch = info.input_size, state.get("batch_size", batch)
     else:
+        if config.input_size is None and config.model.startswith("dinov2:"):
+            size = round(size / 14) * 14  # the ViT patch: 512 -> 518, 256 -> 252
         net, info = build_model(
             config.model, size, config.weights, pretrained=True, allow_download=config.allow_download
         )
@@ -138,7 +140,8 @@ def train_segmentation(
     run.write_yaml({"command": "seg train", "config": config.model_dump(mode="json"), "training": settings})
     net = net.to(device).to(memory_format=torch.channels_last)
     loader = _loader(train_set, size, batch, config, kind)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=_LR, weight_decay=1e-4)
+    trainable = [p for p in net.parameters() if p.requires_grad]  # a frozen backbone stays out
+    optimiser = torch.optim.AdamW(trainable, lr=_LR, weight_decay=1e-4)
     total_steps = max(1, epochs * len(loader))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: max(0.0, 1 - s / total_steps) ** 0.9)
     scaler = torch.amp.GradScaler(enabled=precision == "fp16" and kind == "cuda")
