@@ -11,6 +11,8 @@ The recipe (the inspection team's, with nnU-Net's habits, Isensee et al. 2021):
 - loss = BCE + soft Dice of the foreground; AdamW, lr 1e-3, poly decay (exponent 0.9) per step;
 - AMP: autocast to the precision of :func:`dinoscope.embed.runtime.resolve_precision` (bf16 on GPUs, fp16
   with a gradient scaler where bf16 is missing; on CPUs only where bf16 is native);
+- DDP under ``torchrun`` (:mod:`dinoscope.seg.distributed`): ``--batch-size`` per process, rank 0 validates
+  and writes;
 - every epoch: validation images predicted whole (sliding window, :class:`~dinoscope.seg.infer.Predictor`),
   ``tr_loss, va_loss, va_dice, va_iou`` reported and appended to ``metrics.csv``; ``checkpoints/last.pt``
   (with the optimiser state, for ``--resume``) and ``checkpoints/best.pt`` (best validation dice).
@@ -33,7 +35,9 @@ import numpy as np
 from dinoscope.embed.runtime import autocast_dtype, decode_workers, resolve_device, resolve_precision
 from dinoscope.errors import ConfigError
 from dinoscope.run import Run
+from dinoscope.seg.augment import CropDataset
 from dinoscope.seg.data import SegSample, read_sample, select_split
+from dinoscope.seg.distributed import Distributed, start_distributed
 from dinoscope.seg.infer import Predictor
 from dinoscope.seg.metrics import Counts, count_pixels, scores
 from dinoscope.seg.model import ModelInfo, build_model, load_checkpoint, save_checkpoint
@@ -52,7 +56,6 @@ CPU_EPOCHS = 6
 METRIC_COLUMNS = ("epoch", "tr_loss", "va_loss", "va_dice", "va_iou", "lr", "seconds")
 _DEFAULTS = {"cuda": (512, 16, 30), "cpu": (256, 8, CPU_EPOCHS)}  # input_size, batch_size, epochs
 _LR = 1e-3
-_FG_OVERSAMPLE = 1 / 3
 
 
 @dataclass
@@ -103,18 +106,41 @@ def train_segmentation(
         >>> config = build_config(SegTrainConfig, data="data/cracks", out="models/cracks")  # doctest: +SKIP
         >>> train_segmentation(config).best_dice  # doctest: +SKIP
     """
-    import torch
-
     if config.out is None:
         raise ConfigError("seg train needs --out, the model folder to write")
     device = resolve_device(config.device)
+    dist = start_distributed(device)
+    try:
+        return _train(config, dist.device if dist else device, dist, on_epoch)
+    finally:
+        if dist is not None:
+            dist.close()
+
+
+@dataclass
+class _Setup:
+    run: Run
+    net: Any
+    info: ModelInfo
+    state: dict[str, Any]
+    settings: dict[str, Any]
+    train_set: list[SegSample]
+    val_set: list[SegSample]
+
+
+def _setup(config: SegTrainConfig, device: str, dist: Distributed | None) -> _Setup:
+    """The run folder (rank 0 creates it), the network (new or resumed) and the resolved settings."""
+    import torch
+
     kind = "cuda" if device.startswith("cuda") else "cpu"
     size, batch, epochs = _DEFAULTS[kind]
-    size, batch = config.input_size or size, config.batch_size or batch
-    epochs = config.epochs or epochs
-    precision = resolve_precision(config.precision, torch.device(device).type)
+    size, batch, epochs = config.input_size or size, config.batch_size or batch, config.epochs or epochs
     train_set, val_set = select_split(config.data, "train"), select_split(config.data, "val")
-    run = Run.create(config.out, resume=config.resume, overwrite=config.overwrite)
+    if dist is None or dist.is_main:
+        run = Run.create(config.out, resume=config.resume, overwrite=config.overwrite)  # type: ignore[arg-type]
+    if dist is not None:
+        dist.barrier()
+        run = Run(config.out)  # type: ignore[arg-type]
     torch.manual_seed(config.seed)
     if config.resume:
         net, info, state = load_checkpoint(run.checkpoint_path("last"))
@@ -122,9 +148,7 @@ def train_segmentation(
     else:
         if config.input_size is None and config.model.startswith("dinov2:"):
             size = round(size / 14) * 14  # the ViT patch: 512 -> 518, 256 -> 252
-        net, info = build_model(
-            config.model, size, config.weights, pretrained=True, allow_download=config.allow_download
-        )
+        net, info = build_model(config.model, size, config.weights, allow_download=config.allow_download)
         state = {}
     settings = {
         "arch": info.arch,
@@ -132,56 +156,77 @@ def train_segmentation(
         "batch_size": batch,
         "epochs": epochs,
         "device": device,
-        "precision": precision,
+        "precision": resolve_precision(config.precision, torch.device(device).type),
         "n_train": len(train_set),
         "n_val": len(val_set),
         "lr": _LR,
+        "processes": dist.world_size if dist else 1,
     }
-    run.write_yaml({"command": "seg train", "config": config.model_dump(mode="json"), "training": settings})
-    net = net.to(device).to(memory_format=torch.channels_last)
-    loader = _loader(train_set, size, batch, config, kind)
+    if dist is None or dist.is_main:
+        run.write_yaml({"command": "seg train", "config": config.model_dump(mode="json"), "training": settings})
+    return _Setup(run, net, info, state, settings, train_set, val_set)
+
+
+def _train(
+    config: SegTrainConfig, device: str, dist: Distributed | None, on_epoch: Callable[[dict[str, float]], None] | None
+) -> TrainResult:
+    import torch
+
+    s = _setup(config, device, dist)
+    info, settings, state, run = s.info, s.settings, s.state, s.run
+    batch, epochs, precision = settings["batch_size"], settings["epochs"], settings["precision"]
+    main = dist is None or dist.is_main
+    net = s.net.to(device).to(memory_format=torch.channels_last)
+    loader = _loader(s.train_set, info.input_size, batch, config, device, dist)
     trainable = [p for p in net.parameters() if p.requires_grad]  # a frozen backbone stays out
     optimiser = torch.optim.AdamW(trainable, lr=_LR, weight_decay=1e-4)
     total_steps = max(1, epochs * len(loader))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: max(0.0, 1 - s / total_steps) ** 0.9)
-    scaler = torch.amp.GradScaler(enabled=precision == "fp16" and kind == "cuda")
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda k: max(0.0, 1 - k / total_steps) ** 0.9)
+    scaler = torch.amp.GradScaler(enabled=precision == "fp16" and device.startswith("cuda"))
     if state:
         optimiser.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["scheduler"])
     history: list[dict[str, float]] = list(state.get("history", []))
-    result = TrainResult(run.path, history, n_train=len(train_set), n_val=len(val_set), settings=settings)
+    result = TrainResult(run.path, history, n_train=len(s.train_set), n_val=len(s.val_set), settings=settings)
     _best_of(result)
     if len(history) >= epochs:
         raise ConfigError(f"{run.path}: all {epochs} epochs are done; raise --epochs to train on with --resume")
-    step_fn = _make_step(net, optimiser, schedule, scaler, device, precision, info)
-    val_images = [read_sample(s) for s in val_set]
-    model_for_step = torch.compile(net) if config.compile else net
-    start = time.perf_counter()
-    n_seen, train_s = 0, 0.0
+    step_fn = _make_step(optimiser, schedule, scaler, device, precision, info)
+    val_images = [read_sample(v) for v in s.val_set] if main else []
+    model = dist.wrap(net) if dist is not None else net
+    model = torch.compile(model) if config.compile else model
+    start, n_seen, train_s = time.perf_counter(), 0, 0.0
     for epoch in range(len(history) + 1, epochs + 1):
         t0 = time.perf_counter()
-        model_for_step.train()
-        losses = [step_fn(model_for_step, x, y) for x, y in loader]
-        n_seen += len(loader) * loader.batch_size if loader.drop_last else len(loader.dataset)
+        if dist is not None:
+            loader.sampler.set_epoch(epoch)
+        model.train()
+        losses = [step_fn(model, x, y) for x, y in loader]
+        n_seen += len(losses) * batch
         train_s += time.perf_counter() - t0
-        va_loss, counts = _validate(net, info, device, precision, batch, val_images)
-        val = scores(counts)
-        row = {
-            "epoch": epoch,
-            "tr_loss": float(np.mean(losses)),
-            "va_loss": va_loss,
-            "va_dice": val["dice"],
-            "va_iou": val["iou"],
-            "lr": schedule.get_last_lr()[0],
-            "seconds": time.perf_counter() - t0,
-        }
-        history.append(row)
-        _save(run, net, info, optimiser, schedule, history, batch, row, result)
-        if on_epoch is not None:
-            on_epoch(row)
+        tr_loss = dist.mean(float(np.mean(losses))) if dist is not None else float(np.mean(losses))
+        if main:
+            va_loss, counts = _validate(net, info, device, precision, batch, val_images)
+            val = scores(counts)
+            row = {
+                "epoch": epoch,
+                "tr_loss": tr_loss,
+                "va_loss": va_loss,
+                "va_dice": val["dice"],
+                "va_iou": val["iou"],
+                "lr": schedule.get_last_lr()[0],
+                "seconds": time.perf_counter() - t0,
+            }
+            history.append(row)
+            _save(run, net, info, optimiser, schedule, history, batch, row, result)
+            if on_epoch is not None:
+                on_epoch(row)
+        if dist is not None:
+            dist.barrier()
     result.seconds = time.perf_counter() - start
-    result.train_images_per_s = n_seen / max(1e-9, train_s)  # crops per second, data loading included
-    run.record_versions()
+    result.train_images_per_s = n_seen * (dist.world_size if dist else 1) / max(1e-9, train_s)  # loading included
+    if main:
+        run.record_versions()
     return result
 
 
@@ -219,7 +264,7 @@ def _save(
 
 
 def _make_step(
-    net: Any, optimiser: Any, schedule: Any, scaler: Any, device: str, precision: str, info: ModelInfo
+    optimiser: Any, schedule: Any, scaler: Any, device: str, precision: str, info: ModelInfo
 ) -> Callable[[Any, Any, Any], float]:
     import torch
 
@@ -262,82 +307,25 @@ def _validate(
 
 
 # --- data -------------------------------------------------------------------------------------------------------
-def _loader(samples: list[SegSample], size: int, batch: int, config: SegTrainConfig, kind: str) -> Any:
+def _loader(
+    samples: list[SegSample], size: int, batch: int, config: SegTrainConfig, device: str, dist: Distributed | None
+) -> Any:
     import torch
 
+    kind = "cuda" if device.startswith("cuda") else "cpu"
     dataset = CropDataset(samples, size)
     workers = config.workers if config.workers is not None else decode_workers(kind)
+    sampler = None
+    if dist is not None:
+        sampler = torch.utils.data.DistributedSampler(dataset, dist.world_size, dist.rank, seed=config.seed)
+    per_process = len(dataset) // (dist.world_size if dist else 1)
     return torch.utils.data.DataLoader(
         dataset,
-        batch_size=min(batch, len(dataset)),
-        shuffle=True,
-        drop_last=len(dataset) > batch,
+        batch_size=max(1, min(batch, per_process)),
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=per_process > batch,
         num_workers=workers,
         persistent_workers=workers > 0,
         pin_memory=kind == "cuda",
-    )
-
-
-class CropDataset:
-    """Random training crops of ``size`` px with joint augmentation (module docstring); items are uint8 (3, S, S)
-    images and float (1, S, S) masks. Decoded images are kept in memory up to 1 GB."""
-
-    def __init__(self, samples: list[SegSample], size: int) -> None:
-        self.samples, self.size = samples, size
-        first, _ = read_sample(samples[0])
-        self.repeats = max(1, round(first.shape[0] * first.shape[1] / (size * size)))
-        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self.cache_limit = (1 << 30) // max(1, first.nbytes + first.nbytes // 3)
-        self.augment = _augmentation()
-
-    def __len__(self) -> int:
-        return len(self.samples) * self.repeats
-
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        import torch
-        from torchvision import tv_tensors
-
-        i = index % len(self.samples)
-        image, mask = self.cache.get(i) or read_sample(self.samples[i])
-        if len(self.cache) < self.cache_limit:
-            self.cache[i] = (image, mask)
-        image, mask = _crop(image, mask, self.size)
-        img = tv_tensors.Image(torch.from_numpy(np.array(image)).permute(2, 0, 1))
-        msk = tv_tensors.Mask(torch.from_numpy(mask.astype(np.uint8))[None])
-        img, msk = self.augment(img, msk)
-        return img.as_subclass(torch.Tensor), msk.as_subclass(torch.Tensor).float()
-
-
-def _crop(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """A random ``size`` square (edge-padded when the image is smaller), holding foreground a third of the time."""
-    import torch
-
-    h, w = mask.shape
-    if h < size or w < size:
-        ph, pw = max(0, size - h), max(0, size - w)
-        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if ph < h and pw < w else "edge")
-        mask = np.pad(mask, ((0, ph), (0, pw)))
-        h, w = mask.shape
-    if mask.any() and float(torch.rand(())) < _FG_OVERSAMPLE:
-        ys, xs = np.nonzero(mask)
-        k = int(torch.randint(len(ys), ()))
-        y0 = int(np.clip(ys[k] - int(torch.randint(size, ())), 0, h - size))
-        x0 = int(np.clip(xs[k] - int(torch.randint(size, ())), 0, w - size))
-    else:
-        y0, x0 = int(torch.randint(h - size + 1, ())), int(torch.randint(w - size + 1, ()))
-    return image[y0 : y0 + size, x0 : x0 + size], mask[y0 : y0 + size, x0 : x0 + size]
-
-
-def _augmentation() -> Any:
-    from torchvision.transforms import v2
-
-    return v2.Compose(
-        [
-            v2.RandomHorizontalFlip(),
-            v2.RandomVerticalFlip(),
-            v2.RandomApply([v2.RandomRotation(30)], p=0.5),
-            v2.RandomApply([v2.ElasticTransform(alpha=30.0, sigma=6.0)], p=0.1),
-            v2.RandomApply([v2.ColorJitter(brightness=0.3, contrast=0.3)], p=0.8),
-            v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.5))], p=0.2),
-        ]
     )
