@@ -33,7 +33,7 @@ __all__ = ["EvalResult", "draw_errors", "evaluate_segmentation"]
 
 #: Images shown on the worst-images page.
 N_WORST = 12
-_THUMB_PX = 384
+_THUMB_PX = 512
 _COLOURS = {"tp": (40, 200, 70), "fp": (235, 40, 40), "fn": (250, 210, 30)}
 
 
@@ -114,7 +114,7 @@ def _thumb(rgb: np.ndarray) -> str:
             (max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.NEAREST
         )
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=True)
+    img.save(buf, format="JPEG", quality=88)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -124,7 +124,7 @@ def _page(name: str, metrics: dict[str, float], worst: list[tuple], rows: dict[s
     for dice, stem, rgb in worst:
         r = rows[stem]
         cards.append(
-            f'<figure><img alt="{html.escape(stem)}" src="data:image/png;base64,{_thumb(rgb)}">'
+            f'<figure><img alt="{html.escape(stem)}" src="data:image/jpeg;base64,{_thumb(rgb)}">'
             f"<figcaption>{html.escape(stem)}: dice {dice:.3f}, {r['true_px']} true px, {r['pred_px']} predicted "
             f"px</figcaption></figure>"
         )
@@ -132,7 +132,7 @@ def _page(name: str, metrics: dict[str, float], worst: list[tuple], rows: dict[s
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>seg eval " + html.escape(name) + "</title>"
         "<style>body{font-family:sans-serif;margin:1.5em}figure{display:inline-block;margin:.5em;vertical-align:top}"
-        "img{image-rendering:pixelated;border:1px solid #999;max-width:384px}</style></head><body>"
+        "img{image-rendering:pixelated;border:1px solid #999;max-width:512px}</style></head><body>"
         f"<h1>Segmentation: {html.escape(name)}</h1><p>{metrics['n_images']} images · {head}</p>"
         f"<h2>Worst images</h2><p>{legend}</p>{''.join(cards) or '<p>No image with foreground.</p>'}</body></html>"
     )
