@@ -33,11 +33,15 @@ def link_data(root: Path) -> Path:
 
 
 def bare_training(arch: str, size: int, batch: int, steps: int, device: str) -> float:
-    """Crops/s of forward + backward + AdamW step on one preloaded batch (what training can at best reach)."""
+    """Crops/s of forward + backward + AdamW step on one preloaded batch (what training can at best reach), at
+    the precision ``seg train`` resolves (``auto``)."""
     import torch
 
+    from dinoscope.embed.runtime import autocast_dtype, resolve_precision
     from dinoscope.seg.model import build_model
     from dinoscope.seg.train import seg_loss
+
+    dtype = autocast_dtype(resolve_precision("auto", torch.device(device).type))  # the precision seg train uses
 
     net, _ = build_model(arch, size)
     net = net.to(device).to(memory_format=torch.channels_last).train()
@@ -48,7 +52,8 @@ def bare_training(arch: str, size: int, batch: int, steps: int, device: str) -> 
         if i == 1:  # the first step warms up
             _sync(device)
             start = time.perf_counter()
-        loss = seg_loss(net(x), y)
+        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+            loss = seg_loss(net(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

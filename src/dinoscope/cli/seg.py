@@ -18,8 +18,7 @@ seg_app = typer.Typer(
 
 
 def _collect(call: Invocation) -> None:
-    """Take frames to label from videos, headless: one every --every-s seconds, or --diverse N frames that cover
-    the video's appearance (embeddings + k-center). (No interactive window: OpenCV is not a dependency.)"""
+    """Frames to label from videos (headless): one per --every-s seconds, or --diverse N covering the video."""
     from dinoscope.workflows.seg import SegCollectConfig, collect_frames
 
     with handle_errors():
@@ -29,8 +28,7 @@ def _collect(call: Invocation) -> None:
 
 
 def _import(call: Invocation) -> None:
-    """Convert a CVAT export (Segmentation mask 1.1, COCO 1.0, CVAT for images 1.1) or a mask folder to
-    images/ + masks/ (0/255 PNG, same stem), reporting every file."""
+    """CVAT export (mask 1.1, COCO 1.0, XML 1.1) or mask folder -> images/ + masks/, every file reported."""
     from dinoscope.workflows.seg import SegImportConfig, seg_import_from_config
 
     with handle_errors():
@@ -51,8 +49,7 @@ def _import(call: Invocation) -> None:
 
 
 def _prepare(call: Invocation) -> None:
-    """Add empty masks for unlabelled images, check that masks are 0/255, and write grouped, stratified
-    splits/{train,val,test}.txt."""
+    """Empty masks for unlabelled images, 0/255 check, grouped stratified splits/{train,val,test}.txt."""
     from dinoscope.workflows.seg import SegPrepareConfig, seg_prepare_from_config
 
     with handle_errors():
@@ -97,8 +94,7 @@ def _train(call: Invocation) -> None:
 
 
 def _predict(call: Invocation) -> None:
-    """Predict masks of images, folders and videos: masks, overlays, an overlay MP4 per video and a CSV of
-    foreground area and component count."""
+    """Masks, overlays, overlay MP4s and a CSV of crack area and components for images, folders and videos."""
     from dinoscope.workflows.seg import SegPredictConfig, predict_segmentation
 
     with handle_errors():

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from dinoscope.errors import ConfigError, DatasetFormatError
-from dinoscope.io.images import list_images, probe_image
+from dinoscope.io.images import is_image_file, list_images, probe_image
 from dinoscope.io.paths import relpath
 from dinoscope.io.seg_exports import ExportFormat, MaskEntry, read_segmentation_export
 from dinoscope.outputs import prepare_output_dir
@@ -134,13 +134,11 @@ class _ImageIndex:
         self.by_stem = {p.stem: p for p in self.all if stems[p.stem] == 1}
 
     def find(self, name: str) -> Path | None:
-        stem = Path(name).stem if Path(name).suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".tif") else name
-        return (
-            self.by_rel.get(name)
-            or self.by_noext.get(name)
-            or self.by_noext.get(str(Path(name).with_suffix("")))
-            or self.by_stem.get(Path(stem).name)
-        )
+        """The image an export names: ``sub/a.jpg``, ``sub/a`` (CVAT mask exports drop the extension) or ``a``."""
+        if name in self.by_rel:
+            return self.by_rel[name]
+        base = str(Path(name).with_suffix("")) if is_image_file(name) else name
+        return self.by_noext.get(base) or self.by_stem.get(Path(base).name)
 
 
 def _row(name: str, status: str, stem: str, foreground_px: int = 0, message: str = "") -> dict[str, object]:

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from dinoscope.embed.runtime import resolve_device, resolve_precision
-from dinoscope.errors import ConfigError, DatasetFormatError
+from dinoscope.errors import BackendError, ConfigError, DatasetFormatError
 from dinoscope.io.frames import iter_frames
 from dinoscope.io.images import is_image_file, list_images, read_image
 from dinoscope.io.video_files import is_video_file, list_videos, probe_video
@@ -75,8 +75,11 @@ def load_predictor(
     """
     import torch
 
-    run = Run.open(model_dir)
-    net, info, _ = load_checkpoint(run.checkpoint_path("best"))
+    if not Run(model_dir).yaml_path.is_file():
+        raise BackendError(
+            f"{model_dir}: not a model folder (no run.yaml); train one: `dinoscope seg train DATA --out {model_dir}`"
+        )
+    net, info, _ = load_checkpoint(Run.open(model_dir).checkpoint_path("best"))
     resolved = resolve_device(device)
     net = net.to(resolved).eval()
     prec = resolve_precision(precision, torch.device(resolved).type)

@@ -40,7 +40,7 @@ from dinoscope.seg.data import SegSample, read_sample, select_split
 from dinoscope.seg.distributed import Distributed, start_distributed
 from dinoscope.seg.infer import Predictor
 from dinoscope.seg.metrics import Counts, count_pixels, scores
-from dinoscope.seg.model import ModelInfo, build_model, load_checkpoint, save_checkpoint
+from dinoscope.seg.model import ModelInfo, build_model, load_checkpoint, resolve_architecture, save_checkpoint
 
 if TYPE_CHECKING:
     import torch
@@ -108,6 +108,8 @@ def train_segmentation(
     """
     if config.out is None:
         raise ConfigError("seg train needs --out, the model folder to write")
+    if not config.resume:
+        resolve_architecture(config.model)  # a bad --model is reported before any data is read
     device = resolve_device(config.device)
     dist = start_distributed(device)
     try:
