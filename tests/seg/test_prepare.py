@@ -88,3 +88,15 @@ def test_split_properties(sizes: list[int], pos_frac: float, min_val_pos: int, t
     assert (positive & (plan.split == "val")).sum() >= min_val_pos
     for s in plan.counts:
         assert (positive & (plan.split == s)).sum() >= 1
+
+
+def test_prepared_folder_is_a_dataset_with_its_splits(tmp_path: Path) -> None:
+    """read_masks (hence `dinoscope analyze` and its leakage analysis) sees the splits prepare wrote."""
+    from dinoscope.io.masks import read_masks
+
+    root = _data(tmp_path / "d")
+    prepare_data(root, val_ratio=0.25, test_ratio=0.2, min_val_pos=2)
+    table = read_masks(root)
+    by_stem = dict(zip(table.images["source"].map(lambda s: Path(s).stem), table.images["split"], strict=True))
+    for split in ("train", "val", "test"):
+        assert all(by_stem[s] == split for s in read_split(root, split))

@@ -129,3 +129,13 @@ def test_efficientnet_lite0_unet_loads_the_offline_encoder_weights() -> None:
     assert info.mean == pytest.approx((127 / 255,) * 3) and info.multiple == 32
     with torch.no_grad():
         assert net.eval()(torch.zeros(1, 3, 64, 96)).shape == (1, 1, 64, 96)
+
+
+def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
+    data = write_seg_data(tmp_path / "data", n=3, side=32)
+    out = runner.invoke(app, ["seg", "predict", str(tmp_path / "nothing"), str(data), "--out", str(tmp_path / "p")])
+    assert out.exit_code == 1 and "not a model folder" in out.output and "Traceback" not in out.output
+    out = runner.invoke(app, ["seg", "train", str(data), "--out", str(tmp_path / "m"), "--model", "resnet"])
+    assert out.exit_code == 1 and "unknown --model 'resnet'" in out.output
+    out = runner.invoke(app, ["seg", "eval", str(tmp_path / "nothing"), str(data), "--split", "test"])
+    assert out.exit_code == 1 and "error:" in out.output
