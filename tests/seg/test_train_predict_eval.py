@@ -72,7 +72,7 @@ def test_a_few_steps_on_one_batch_lower_the_loss() -> None:
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < 0.8 * losses[0]
 
 
@@ -139,3 +139,20 @@ def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
     assert out.exit_code == 1 and "unknown --model 'resnet'" in out.output
     out = runner.invoke(app, ["seg", "eval", str(tmp_path / "nothing"), str(data), "--split", "test"])
     assert out.exit_code == 1 and "error:" in out.output
+
+
+def test_timm_encoder_from_a_local_file(tmp_path: Path) -> None:
+    pytest.importorskip("segmentation_models_pytorch")
+    import timm
+    import torch
+
+    from dinoscope.errors import BackendError
+
+    encoder = timm.create_model("resnet18", pretrained=False)
+    torch.nn.init.constant_(encoder.conv1.weight, 0.25)  # a planted value
+    torch.save(encoder.state_dict(), tmp_path / "resnet18.pth")
+    net, info = build_model("timm:resnet18", 64, weights=tmp_path / "resnet18.pth")
+    assert torch.all(net.encoder.model.conv1.weight == 0.25) and info.multiple == 32
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "wrong.pth")
+    with pytest.raises(BackendError, match="does not fit this timm encoder"):
+        build_model("timm:resnet18", 64, weights=tmp_path / "wrong.pth")

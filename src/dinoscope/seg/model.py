@@ -149,15 +149,24 @@ def _smp_unet(
             mean, std = backend.spec.mean, backend.spec.std
     elif pretrained and (weights is not None or hub):
         if weights is not None:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
+            try:
+                state = torch.load(weights, map_location="cpu", weights_only=True)
+            except Exception as exc:  # torch raises many types for bad files
+                raise BackendError(f"{weights}: cannot read encoder weights ({exc})") from exc
             _load_encoder(net, state.get("state_dict", state) if isinstance(state, dict) else state, str(weights))
         cfg = getattr(net.encoder.model, "pretrained_cfg", {}) or {}
         mean, std = tuple(cfg.get("mean", _PLAIN_MEAN)), tuple(cfg.get("std", _PLAIN_STD))
     return net, mean, std
 
 
-def _load_encoder(net: nn.Module, state: dict[str, Any], source: str) -> None:
-    result = net.encoder.model.load_state_dict(state, strict=False)
+def _load_encoder(net: nn.Module, state: Any, source: str) -> None:
+    if not isinstance(state, dict):
+        raise BackendError(f"{source}: expected a state dict of the encoder's tensors; got {type(state).__name__}")
+    try:
+        result = net.encoder.model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches raise even when not strict
+        detail = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
+        raise BackendError(f"{source}: does not fit this timm encoder ({detail})") from exc
     if result.missing_keys:
         raise BackendError(
             f"{source}: {len(result.missing_keys)} encoder tensors missing, e.g. {result.missing_keys[0]!r}; "
