@@ -91,3 +91,14 @@ def test_refuses_to_overwrite_and_needs_images(tmp_path: Path) -> None:
 
     with pytest.raises(OutputExistsError):
         import_export(export, tmp_path / "out", images=images)
+
+
+def test_zip_as_cvat_downloads_it(tmp_path: Path) -> None:
+    import shutil
+
+    export = WRITERS["cvat-xml"](tmp_path / "export")
+    write_images(export / "images")  # exported "with images"
+    archive = Path(shutil.make_archive(str(tmp_path / "task_7"), "zip", export))
+    result = import_export(archive, tmp_path / "out", labels=["crack"])
+    assert result.format == "cvat-xml" and result.counts["imported"] == 3 and result.counts["missing"] == 1
+    assert (tmp_path / "out" / "masks" / "b.png").is_file()

@@ -102,6 +102,7 @@ def test_predict_images_and_a_video_keeps_the_frame_count(tmp_path: Path) -> Non
     src = tmp_path / "src"
     src.mkdir()
     Image.fromarray(np.zeros((40, 70, 3), np.uint8)).save(src / "still.png")
+    Image.fromarray(np.zeros((40, 70, 3), np.uint8)).save(src / "still.jpg")  # same stem: both kept
     writer = Mp4Writer(src / "line.mp4", Fraction(10), 64, 48)
     for i in range(7):
         writer.write(np.full((48, 64, 3), 20 * i, np.uint8))
@@ -111,8 +112,9 @@ def test_predict_images_and_a_video_keeps_the_frame_count(tmp_path: Path) -> Non
     assert probe_video(tmp_path / "p" / "line.overlay.mp4").n_frames == 7
     with (tmp_path / "p" / "predictions.csv").open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 8 and {r["area_px"] for r in rows} == {"0"}
-    assert np.asarray(Image.open(tmp_path / "p" / "masks" / "still.png")).shape == (40, 70)
+    assert len(rows) == 9 and {r["area_px"] for r in rows} == {"0"}
+    assert np.asarray(Image.open(tmp_path / "p" / "masks" / "still_png.png")).shape == (40, 70)
+    assert (tmp_path / "p" / "masks" / "still_jpg.png").is_file()
     assert len(list((tmp_path / "p" / "masks" / "line").glob("*.png"))) == 7
 
 

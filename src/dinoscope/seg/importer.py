@@ -16,6 +16,8 @@ from __future__ import annotations
 import csv
 import logging
 import shutil
+import tempfile
+import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -77,7 +79,8 @@ def import_export(
     """Convert a segmentation export into ``out/images`` + ``out/masks`` and report every file.
 
     Args:
-        export: The unzipped export (folder, ``annotations.xml`` or COCO ``.json``).
+        export: The export as CVAT downloads it (``.zip``, extracted to a temporary folder) or unzipped (folder,
+            ``annotations.xml`` or COCO ``.json``).
         out: New (or empty) output folder; an existing one needs ``overwrite``.
         images: Folder of the task's images; default the export's own ``JPEGImages/`` or ``images/``.
         format: Export kind or ``auto``.
@@ -95,6 +98,10 @@ def import_export(
         112
     """
     export_path, out = Path(export), Path(out)
+    if export_path.suffix.lower() == ".zip" and export_path.is_file():
+        with tempfile.TemporaryDirectory(prefix="dinoscope-export-") as tmp:
+            _unzip(export_path, Path(tmp))
+            return import_export(tmp, out, images, format, labels, line_width, overwrite)
     parsed = read_segmentation_export(export_path, format, labels, line_width)
     image_root = Path(images) if images is not None else parsed.images_dir
     if image_root is None or not image_root.is_dir():
@@ -176,6 +183,17 @@ def _import_one(entry: MaskEntry, index: _ImageIndex, out: Path, stems: dict[str
     write_mask(masks_dir(out) / f"{stem}.png", fg)
     n_fg = int(fg.sum())
     return _row(entry.name, "imported" if n_fg else "empty", stem, n_fg, "" if n_fg else "no foreground: empty mask")
+
+
+def _unzip(archive: Path, folder: Path) -> None:
+    try:
+        with zipfile.ZipFile(archive) as z:
+            bad = [n for n in z.namelist() if Path(n).is_absolute() or ".." in Path(n).parts]
+            if bad:
+                raise DatasetFormatError(f"{archive}: unsafe path {bad[0]!r} in the archive; unzip it yourself")
+            z.extractall(folder)
+    except zipfile.BadZipFile as exc:
+        raise DatasetFormatError(f"{archive}: not a readable zip ({exc}); download the export again") from exc
 
 
 def _write_report(path: Path, rows: list[dict[str, object]]) -> None:

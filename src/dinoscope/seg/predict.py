@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -125,10 +126,11 @@ def predict_segmentation(config: SegPredictConfig) -> PredictResult:
     out = prepare_output_dir(config.out, config.overwrite)
     result = PredictResult(out, n_images=len(images), n_videos=len(videos))
     start = time.perf_counter()
+    names = _output_names(images, config.source)
     for path in track(images, description="predicting images", unit="image"):
         image = read_image(path)
         mask = predictor.probabilities(image) > predictor.info.threshold
-        name = path.stem if len(images) == 1 or path.parent == config.source else _flat_name(path, config.source)
+        name = names[path]
         write_mask(out / "masks" / f"{name}.png", mask)
         (out / "overlays").mkdir(exist_ok=True)
         Image.fromarray(overlay(image, mask)).save(out / "overlays" / f"{name}.jpg", quality=90)
@@ -147,8 +149,11 @@ def _row(source: str, frame: int, mask: np.ndarray) -> dict[str, Any]:
     return {"source": source, "frame": frame, "width": mask.shape[1], "height": mask.shape[0], **measure(mask)}
 
 
-def _flat_name(path: Path, root: Path) -> str:
-    return "__".join(path.relative_to(root).with_suffix("").parts) if root in path.parents else path.stem
+def _output_names(images: list[Path], root: Path) -> dict[Path, str]:
+    """Output stem per image: its path below ``root`` joined by ``__`` (``a.jpg`` + ``a.png``: ``a_jpg``, ``a_png``)."""
+    flat = {p: "__".join(p.relative_to(root).with_suffix("").parts) if root in p.parents else p.stem for p in images}
+    taken = Counter(flat.values())
+    return {p: f"{n}_{p.suffix.lstrip('.').lower()}" if taken[n] > 1 else n for p, n in flat.items()}
 
 
 def _sources(source: Path) -> tuple[list[Path], list[Path]]:
