@@ -10,7 +10,11 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread() -> Iterator[None]:
-    torch = pytest.importorskip("torch")
+    try:
+        import torch
+    except ImportError:  # the import, prepare and split tests need no torch
+        yield
+        return
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
