@@ -20,12 +20,12 @@ from dinoscope.seg.data import SegSample, read_sample
 __all__ = ["CropDataset", "augmentation", "random_crop"]
 
 _FG_OVERSAMPLE = 1 / 3
-_CACHE_BYTES = 1 << 30
+_CACHE_BYTES = 512 << 20  # per process: every DataLoader worker keeps its own
 
 
 class CropDataset:
     """Random training crops of ``size`` px with joint augmentation (module docstring); items are uint8 (3, S, S)
-    images and float (1, S, S) masks. Decoded images are kept in memory up to 1 GB."""
+    images and float (1, S, S) masks. Decoded images are kept in memory up to 512 MB per process."""
 
     def __init__(self, samples: list[SegSample], size: int) -> None:
         self.samples, self.size = samples, size

@@ -194,7 +194,6 @@ def _train(
     if len(history) >= epochs:
         raise ConfigError(f"{run.path}: all {epochs} epochs are done; raise --epochs to train on with --resume")
     step_fn = _make_step(optimiser, schedule, scaler, device, precision, info)
-    val_images = [read_sample(v) for v in s.val_set] if main else []
     model = dist.wrap(net) if dist is not None else net
     model = torch.compile(model) if config.compile else model
     start, n_seen, train_s = time.perf_counter(), 0, 0.0
@@ -208,7 +207,7 @@ def _train(
         train_s += time.perf_counter() - t0
         tr_loss = dist.mean(float(np.mean(losses))) if dist is not None else float(np.mean(losses))
         if main:
-            va_loss, counts = _validate(net, info, device, precision, batch, val_images)
+            va_loss, counts = _validate(net, info, device, precision, batch, s.val_set)
             val = scores(counts)
             row = {
                 "epoch": epoch,
@@ -291,13 +290,14 @@ def _make_step(
 
 
 def _validate(
-    net: Any, info: ModelInfo, device: str, precision: str, batch: int, images: list[tuple[np.ndarray, np.ndarray]]
+    net: Any, info: ModelInfo, device: str, precision: str, batch: int, samples: list[SegSample]
 ) -> tuple[float, Counts]:
     import torch
 
     predictor = Predictor(net, info, device, precision, batch)
     losses, total = [], Counts()
-    for image, mask in images:
+    for sample in samples:  # decoded again each epoch: a large validation set is never held in memory
+        image, mask = read_sample(sample)
         prob = predictor.probabilities(image)
         p = torch.from_numpy(prob).clamp(1e-6, 1 - 1e-6)
         t = torch.from_numpy(mask.astype(np.float32))
