@@ -19,6 +19,12 @@ def _shared(rel: str) -> Path:
 
 
 @pytest.fixture(scope="session")
+def cracks_dir() -> Path:
+    """../shared/data/cracks-uav75: 512 px crack images + 0/255 masks, train 50 / val 10 (GPL-3.0: by path only)."""
+    return _shared("data/cracks-uav75")
+
+
+@pytest.fixture(scope="session")
 def ppe_dir() -> Path:
     """../shared/data/ppe-hardhat-vest: 909 images, 4 classes, YOLO."""
     return _shared("data/ppe-hardhat-vest")

@@ -36,6 +36,7 @@ __all__ = [
     "ModelOptions",
     "ObjectsOptions",
     "OutputOptions",
+    "OverwriteOptions",
     "PoolingOptions",
     "ReportStepOptions",
     "ResumeOptions",
@@ -248,13 +249,18 @@ class ReportStepOptions(StrictModel):
     report: bool = Field(True, description="Build report/index.html at the end.")
 
 
-class OutputOptions(StrictModel):
+class OverwriteOptions(StrictModel):
+    """Permission to replace earlier results (for commands that write in place, without ``out``)."""
+
+    overwrite: bool = Field(False, description="Replace the results of an earlier run (user files are never deleted).")
+
+
+class OutputOptions(OverwriteOptions):
     """Where results go; nothing is replaced without ``overwrite``."""
 
     out: Path | None = Field(
         None, description="Output (run directory, folder or file).", json_schema_extra=_short("-o")
     )
-    overwrite: bool = Field(False, description="Replace the results of an earlier run (user files are never deleted).")
 
 
 class ResumeOptions(StrictModel):

@@ -14,6 +14,7 @@ runs/<name>/
   report/                     the offline HTML report
   probes/                     feature probes: metrics.json, summary.csv, splits.parquet, errors.parquet
   checkpoints/ predictions/ selections/ reviews/   later capabilities
+  metrics.csv                 per-epoch training metrics (a training run: ``seg train``)
 ```
 No other module builds a path inside a run. A run directory is never replaced silently: an existing one
 needs ``resume`` or ``overwrite``. ``run.yaml`` records the layout version; a run written by an incompatible
@@ -189,6 +190,21 @@ class Run:
         tmp.write_text(json.dumps(doc, indent=2, default=_json_default), encoding="utf-8")
         tmp.replace(path)
         return path
+
+    @property
+    def metrics_path(self) -> Path:
+        """Per-epoch metrics of a training run (``metrics.csv``)."""
+        return self.path / "metrics.csv"
+
+    def checkpoint_path(self, name: str) -> Path:
+        """``checkpoints/<name>.pt`` (the folder is created on first use)."""
+        return self.room("checkpoints") / f"{name}.pt"
+
+    def evaluation_dir(self, name: str) -> Path:
+        """``eval/<name>/`` for one evaluation's files (created on first use)."""
+        folder = self.room("eval") / name
+        folder.mkdir(exist_ok=True)
+        return folder
 
     def findings_path(self, analysis: str) -> Path:
         return self.findings_dir / f"{analysis}.parquet"

@@ -14,7 +14,7 @@ from dinoscope.workflows import WORKFLOWS, workflow_config
 
 runner = CliRunner()
 #: Presentation-only options (how results are printed, not what is computed).
-DISPLAY = {"check": {"as_json", "examples"}}
+DISPLAY = {"check": {"as_json", "examples"}, "seg eval": {"as_json"}}
 
 
 def _command(name: str):

@@ -48,6 +48,7 @@ PANELS = {
     "ReportStepOptions": "Output",
     "PipelineOptions": "Output",
     "OutputOptions": "Output",
+    "OverwriteOptions": "Output",
     "ResumeOptions": "Output",
     "DetectOptions": "Detector",
     "DetectorOptions": "Detector",

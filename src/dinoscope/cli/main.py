@@ -15,6 +15,7 @@ from dinoscope.cli import errors as errors_cmd
 from dinoscope.cli import patches as patches_cmd
 from dinoscope.cli import probe as probe_cmd
 from dinoscope.cli import report as report_cmd
+from dinoscope.cli import seg as seg_cmd
 from dinoscope.cli import video as video_cmd
 from dinoscope.cli._common import out_console, settings, setup_logging
 
@@ -59,6 +60,8 @@ app.command("demo")(demo_cmd.command())
 app.add_typer(embed_cmd.cache_app, name="cache")
 patches_cmd.register(patches_cmd.patches_app)
 app.add_typer(patches_cmd.patches_app, name="patches")
+seg_cmd.register(seg_cmd.seg_app)
+app.add_typer(seg_cmd.seg_app, name="seg")
 
 
 def main() -> None:

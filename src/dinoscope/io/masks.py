@@ -8,6 +8,9 @@ Layout: ``root/images/**/<name>.<ext>`` and ``root/masks/**/<name>.png`` (or ``l
   ``v - 1``; names come from ``class_names``, ``root/classes.txt`` (a leading ``background`` /
   ``_background_`` line, as labelme writes, is dropped) or become ``class_1 .. class_K``.
 
+Splits come from ``root/splits/<split>.txt`` (stems, as ``dinoscope seg prepare`` writes them) when that
+folder exists, else from the folder names (``images/train/...``).
+
 Each connected component (8-connectivity, ``scipy.ndimage.label``) of one mask value is one object with
 its bounding box (pixel edges: a single pixel is 1 x 1 px). Masks are read as stored ("L", "P", "1" or
 16-bit), never converted to RGB, so palette indices are class values.
@@ -32,7 +35,7 @@ from dinoscope.io.paths import relpath
 from dinoscope.io.yolo import split_of
 from dinoscope.table import ObjectTable
 
-__all__ = ["IGNORE_VALUE", "MASK_DIRS", "read_masks"]
+__all__ = ["IGNORE_VALUE", "MASK_DIRS", "read_mask_array", "read_masks"]
 
 MaskMode = Literal["auto", "binary", "indexed"]
 #: Folder names searched (in order) for masks beside ``images/``.
@@ -108,7 +111,8 @@ def read_masks(
     names, binary = _classes(root, class_names, mode, [i for i in infos.values() if not i.error])
     builder = TableBuilder(root, names, "masks")
     rels = [relpath(paired[_key(img, img_dir)], root) if paired[_key(img, img_dir)] else "" for img in images]
-    splits = [split_of(relpath(img, root), _DEFAULT_SPLIT) for img in images]
+    listed = _split_lists(root)
+    splits = [listed.get(img.stem) or split_of(relpath(img, root), _DEFAULT_SPLIT) for img in images]
     builder.add_images(images, splits, rels)
     for img, rel_mask in zip(images, rels, strict=True):
         mask = paired[_key(img, img_dir)]
@@ -122,6 +126,18 @@ def read_masks(
                 relpath(mask, root),
             )
     return builder.build()
+
+
+def _split_lists(root: Path) -> dict[str, str]:
+    """Image stem -> split from ``root/splits/<split>.txt`` (one stem per line, as ``dinoscope seg prepare``
+    writes them); {} when there is no such folder."""
+    folder = root / "splits"
+    out: dict[str, str] = {}
+    for txt in sorted(folder.glob("*.txt")) if folder.is_dir() else []:
+        for line in txt.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                out.setdefault(line.strip(), txt.stem)
+    return out
 
 
 def _resolve_dirs(root: Path, images_dir: str | Path | None, masks_dir: str | Path | None) -> tuple[Path, Path]:
@@ -162,7 +178,7 @@ def _read_all(paths: list[Path], union: bool) -> list[_Mask]:
 def _read_mask(path: Path, union: bool) -> _Mask:
     """Read one mask and find its instances (one pass over the file)."""
     try:
-        arr = _mask_array(path)
+        arr = read_mask_array(path)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         return _Mask(error=f"cannot decode mask ({exc})")
     values = frozenset(int(v) for v in np.unique(arr)) - {0}
@@ -173,8 +189,17 @@ def _read_mask(path: Path, union: bool) -> _Mask:
     return _Mask(width, height, values, instances)
 
 
-def _mask_array(path: Path) -> np.ndarray:
-    """(H, W) integer array of the stored mask values; colour masks only when their channels agree."""
+def read_mask_array(path: str | Path) -> np.ndarray:
+    """(H, W) integer array of the stored mask values; colour masks only when their channels agree.
+
+    Raises:
+        ValueError: A colour mask whose channels differ (not a class-index mask).
+        OSError: The file cannot be decoded.
+
+    Example:
+        >>> read_mask_array("masks/frame_0001.png").max()  # doctest: +SKIP
+        255
+    """
     with Image.open(path) as img:
         if img.mode in ("L", "P"):
             return np.asarray(img)

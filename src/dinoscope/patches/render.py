@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from dinoscope._deps import require
 from dinoscope.config import build_config
 from dinoscope.embed.base import Backend
 from dinoscope.embed.runtime import ChunkedForward, choose_batch_size, device_type_of
 from dinoscope.errors import BackendError, ConfigError, DatasetFormatError
 from dinoscope.io.images import is_image_file, list_files, read_image
 from dinoscope.io.video_files import is_video_file
+from dinoscope.io.video_writer import Mp4Writer
 from dinoscope.outputs import prepare_output_files
 from dinoscope.patches._stream import InputBatch, Resize, iter_input_batches
 from dinoscope.patches.config import PatchRenderConfig
@@ -183,7 +183,7 @@ def _render_video(src: Path, dst: Path, projector: ComponentProjector, config: P
         for frame in iter_frames(src, stride=config.stride, max_frames=config.max_frames):
             yield Sample(frame.image, 0)
 
-    writer: _Mp4Writer | None = None
+    writer: Mp4Writer | None = None
     n = 0
     try:
         for batch, rgb in _batches([samples], projector, config):
@@ -191,7 +191,7 @@ def _render_video(src: Path, dst: Path, projector: ComponentProjector, config: P
                 frame, geometry = batch.original(j)
                 out = compose_panels(frame, geometry, projector.size, rgb[j], config.overlay, config.upsample)
                 if writer is None:
-                    writer = _Mp4Writer(dst, fps, out.shape[1], out.shape[0])
+                    writer = Mp4Writer(dst, fps, out.shape[1], out.shape[0])
                 writer.write(out)
                 n += 1
             bar.advance(len(batch))
@@ -238,38 +238,3 @@ def _resize_mode(fit: PatchPCAFit) -> Resize:
             f"{fit.path}: unknown resize mode {mode!r} in its configuration; expected squash or center (refit it)"
         )
     return _RESIZE_MODES[mode]
-
-
-class _Mp4Writer:
-    """H.264 (yuv420p) through PyAV, written to a ``.partial.mp4`` file renamed when complete."""
-
-    def __init__(self, path: Path, fps: Fraction, width: int, height: int) -> None:
-        av = require("av", "video", "writing MP4 videos")
-        self.path, self.tmp = path, path.with_name(f"{path.stem}.partial{path.suffix}")
-        self.width, self.height = width + width % 2, height + height % 2  # yuv420p needs even sides
-        self.container = av.open(str(self.tmp), mode="w", format="mp4")
-        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        self.stream = self.container.add_stream(codec, rate=fps)
-        self.stream.width, self.stream.height, self.stream.pix_fmt = self.width, self.height, "yuv420p"
-        if codec == "libx264":
-            self.stream.options = {"crf": "18", "preset": "veryfast"}
-        self._av = av
-
-    def write(self, rgb: np.ndarray) -> None:
-        if rgb.shape[:2] != (self.height, self.width):
-            rgb = np.pad(rgb, ((0, self.height - rgb.shape[0]), (0, self.width - rgb.shape[1]), (0, 0)), mode="edge")
-        frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        for packet in self.stream.encode(frame):
-            self.container.mux(packet)
-
-    def close(self, keep: bool) -> None:
-        try:
-            if keep:
-                for packet in self.stream.encode():
-                    self.container.mux(packet)
-        finally:
-            self.container.close()
-        if keep:
-            self.tmp.replace(self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)

@@ -30,6 +30,12 @@ WORKFLOWS = {
     "patches fit": "dinoscope.workflows.patches:PatchFitConfig",
     "patches render": "dinoscope.workflows.patches:PatchRenderConfig",
     "patches merge": "dinoscope.workflows.patches:PatchMergeConfig",
+    "seg collect": "dinoscope.workflows.seg:SegCollectConfig",
+    "seg import": "dinoscope.workflows.seg:SegImportConfig",
+    "seg prepare": "dinoscope.workflows.seg:SegPrepareConfig",
+    "seg train": "dinoscope.workflows.seg:SegTrainConfig",
+    "seg predict": "dinoscope.workflows.seg:SegPredictConfig",
+    "seg eval": "dinoscope.workflows.seg:SegEvalConfig",
 }
 
 
