@@ -34,6 +34,7 @@ import yaml
 
 from dinoscope._version import __version__
 from dinoscope.errors import DinoscopeError, OutputExistsError
+from dinoscope.run_rooms import RoomsMixin, json_default
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,7 +51,7 @@ _READABLE_LAYOUTS = (1, 2)
 _ROOMS = ("probes", "checkpoints", "predictions", "eval", "selections", "reviews")
 
 
-class Run:
+class Run(RoomsMixin):
     """A run directory on disk: every artefact's path, read and write.
 
     Args:
@@ -173,39 +174,6 @@ class Run:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
-    def probe_path(self, name: str) -> Path:
-        """A file of the feature probes (``probes/<name>``: ``metrics.json``, ``summary.csv``,
-        ``splits.parquet``, ``errors.parquet``); the folder is created on first use."""
-        return self.room("probes") / name
-
-    def read_probe_metrics(self) -> dict[str, Any] | None:
-        """``probes/metrics.json`` (what ``dinoscope probe`` measured), None when the run has no probe."""
-        path = self.path / "probes" / "metrics.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-    def write_probe_metrics(self, doc: dict[str, Any]) -> Path:
-        """Write ``probes/metrics.json`` (atomically)."""
-        path = self.probe_path("metrics.json")
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(doc, indent=2, default=_json_default), encoding="utf-8")
-        tmp.replace(path)
-        return path
-
-    @property
-    def metrics_path(self) -> Path:
-        """Per-epoch metrics of a training run (``metrics.csv``)."""
-        return self.path / "metrics.csv"
-
-    def checkpoint_path(self, name: str) -> Path:
-        """``checkpoints/<name>.pt`` (the folder is created on first use)."""
-        return self.room("checkpoints") / f"{name}.pt"
-
-    def evaluation_dir(self, name: str) -> Path:
-        """``eval/<name>/`` for one evaluation's files (created on first use)."""
-        folder = self.room("eval") / name
-        folder.mkdir(exist_ok=True)
-        return folder
-
     def findings_path(self, analysis: str) -> Path:
         return self.findings_dir / f"{analysis}.parquet"
 
@@ -316,53 +284,11 @@ class Run:
 
         return pd.read_parquet(self.detections_path)
 
-    # --- evaluation (dinoscope errors) -----------------------------------------------------------------------
-    @property
-    def metrics_path(self) -> Path:
-        """``eval/metrics.json``: a detector's metrics against the run's ground truth."""
-        return self.path / "eval" / "metrics.json"
-
-    def write_metrics(self, metrics: dict[str, Any]) -> Path:
-        """Write ``eval/metrics.json`` (atomically)."""
-        path = self.room("eval") / "metrics.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(metrics, indent=2, default=_json_default), encoding="utf-8")
-        tmp.replace(path)
-        return path
-
-    def read_metrics(self) -> dict[str, Any]:
-        """``eval/metrics.json``.
-
-        Raises:
-            DinoscopeError: The run has no evaluation.
-        """
-        if not self.metrics_path.is_file():
-            raise DinoscopeError(f"{self.path}: no eval/metrics.json; run `dinoscope errors DATASET --predictions P`")
-        return json.loads(self.metrics_path.read_text(encoding="utf-8"))
-
-    def eval_table_path(self, name: str) -> Path:
-        """``eval/<name>.parquet`` (e.g. ``images``: one row per image with its loss and error counts)."""
-        return self.path / "eval" / f"{name}.parquet"
-
-    def write_eval_table(self, name: str, frame: pd.DataFrame) -> Path:
-        """Write ``eval/<name>.parquet``."""
-        self.room("eval")
-        path = self.eval_table_path(name)
-        frame.to_parquet(path, index=False)
-        return path
-
-    def read_eval_table(self, name: str) -> pd.DataFrame | None:
-        """``eval/<name>.parquet``, None when absent."""
-        import pandas as pd
-
-        path = self.eval_table_path(name)
-        return pd.read_parquet(path) if path.is_file() else None
-
     # --- summary ---------------------------------------------------------------------------------------------
     def write_summary(self, summary: dict[str, Any]) -> None:
         """Write ``summary.json`` (atomically)."""
         tmp = self.summary_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(summary, indent=2, default=_json_default), encoding="utf-8")
+        tmp.write_text(json.dumps(summary, indent=2, default=json_default), encoding="utf-8")
         tmp.replace(self.summary_path)
 
     def read_summary(self) -> dict[str, Any]:
@@ -408,9 +334,3 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         return value.item()
     return value
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return value.tolist()
-    return str(value)

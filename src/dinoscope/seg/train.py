@@ -258,7 +258,7 @@ def _save(
         result.best_epoch, result.best_dice = int(row["epoch"]), float(row["va_dice"])
         save_checkpoint(run.checkpoint_path("best"), net, info, epoch=row["epoch"], va_dice=row["va_dice"])
     save_checkpoint(run.checkpoint_path("last"), net, info, **state)
-    with run.metrics_path.open("w", newline="", encoding="utf-8") as f:
+    with run.epochs_path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
         writer.writeheader()
         writer.writerows({k: r[k] for k in METRIC_COLUMNS} for r in history)

@@ -1,0 +1,114 @@
+"""The folders of the capabilities that write into a run (probes, training, evaluation), as part of :class:`Run`.
+
+:class:`~dinoscope.run.Run` owns every path of a run; these methods are kept in a mixin only to keep each
+module short. Nothing else builds a path inside a run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dinoscope.errors import DinoscopeError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["RoomsMixin", "json_default"]
+
+
+class RoomsMixin:
+    """Paths, reads and writes of ``probes/``, ``checkpoints/``, ``metrics.csv`` and ``eval/`` (see :class:`Run`).
+
+    Example:
+        >>> Run.open("runs/ppe").read_probe_metrics()  # doctest: +SKIP
+    """
+
+    path: Path
+
+    def room(self, name: str) -> Path:  # pragma: no cover - Run defines it
+        raise NotImplementedError
+
+    # --- feature probes (dinoscope probe) --------------------------------------------------------------------
+    def probe_path(self, name: str) -> Path:
+        """A file of the feature probes (``probes/<name>``: ``metrics.json``, ``summary.csv``,
+        ``splits.parquet``, ``errors.parquet``); the folder is created on first use."""
+        return self.room("probes") / name
+
+    def read_probe_metrics(self) -> dict[str, Any] | None:
+        """``probes/metrics.json`` (what ``dinoscope probe`` measured), None when the run has no probe."""
+        path = self.path / "probes" / "metrics.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def write_probe_metrics(self, doc: dict[str, Any]) -> Path:
+        """Write ``probes/metrics.json`` (atomically)."""
+        path = self.probe_path("metrics.json")
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(doc, indent=2, default=json_default), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    @property
+    def epochs_path(self) -> Path:
+        """Per-epoch metrics of a training run (``metrics.csv``)."""
+        return self.path / "metrics.csv"
+
+    def checkpoint_path(self, name: str) -> Path:
+        """``checkpoints/<name>.pt`` (the folder is created on first use)."""
+        return self.room("checkpoints") / f"{name}.pt"
+
+    def evaluation_dir(self, name: str) -> Path:
+        """``eval/<name>/`` for one evaluation's files (created on first use)."""
+        folder = self.room("eval") / name
+        folder.mkdir(exist_ok=True)
+        return folder
+
+    # --- evaluation (dinoscope errors) -----------------------------------------------------------------------
+    @property
+    def metrics_path(self) -> Path:
+        """``eval/metrics.json``: a detector's metrics against the run's ground truth."""
+        return self.path / "eval" / "metrics.json"
+
+    def write_metrics(self, metrics: dict[str, Any]) -> Path:
+        """Write ``eval/metrics.json`` (atomically)."""
+        path = self.room("eval") / "metrics.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(metrics, indent=2, default=json_default), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    def read_metrics(self) -> dict[str, Any]:
+        """``eval/metrics.json``.
+
+        Raises:
+            DinoscopeError: The run has no evaluation.
+        """
+        if not self.metrics_path.is_file():
+            raise DinoscopeError(f"{self.path}: no eval/metrics.json; run `dinoscope errors DATASET --predictions P`")
+        return json.loads(self.metrics_path.read_text(encoding="utf-8"))
+
+    def eval_table_path(self, name: str) -> Path:
+        """``eval/<name>.parquet`` (e.g. ``images``: one row per image with its loss and error counts)."""
+        return self.path / "eval" / f"{name}.parquet"
+
+    def write_eval_table(self, name: str, frame: pd.DataFrame) -> Path:
+        """Write ``eval/<name>.parquet``."""
+        self.room("eval")
+        path = self.eval_table_path(name)
+        frame.to_parquet(path, index=False)
+        return path
+
+    def read_eval_table(self, name: str) -> pd.DataFrame | None:
+        """``eval/<name>.parquet``, None when absent."""
+        import pandas as pd
+
+        path = self.eval_table_path(name)
+        return pd.read_parquet(path) if path.is_file() else None
+
+
+def json_default(value: Any) -> Any:
+    """JSON fallback: numpy scalars and arrays as lists, anything else as its string."""
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    return str(value)
