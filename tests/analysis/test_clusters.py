@@ -236,7 +236,8 @@ def test_runtime_20k(big, method: str) -> None:
     syn, graphs = big
     start = time.perf_counter()
     result = find_subgroups(syn.vectors, syn.class_id, graphs, method=method)
-    assert time.perf_counter() - start < 5.0
+    # auto runs HDBSCAN 5 times where a class has several density groups (the fit and 4 resamples)
+    assert time.perf_counter() - start < (10.0 if method == "auto" else 5.0)
     assert [result.summary[str(c)]["n_clusters"] for c in range(4)] == [4, 4, 4, 4]
 
 
