@@ -56,7 +56,9 @@ def test_a_field_is_declared_once() -> None:
                 declared.setdefault(name, []).append(f"{cls.__module__}.{cls.__qualname__}")
     twice = {k: v for k, v in declared.items() if len(v) > 1}
     assert not twice
-    assert len(declared) < 100
+    # The bar was 100 until session 5; adapt, select/prune/split, search and export add about 25 settings
+    # (docs/architecture.md, "Workflows, option groups and the CLI"). Every new field must be one a user needs.
+    assert len(declared) < 130
 
 
 def _all_subclasses(cls: type) -> list[type]:
