@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Extras each target needs (torch is pinned in pyproject: torch==2.14.1 torchvision==0.29.1).
-TEST_EXTRAS := dev,models,video,coco,onnx,umap,faiss,report,seg
+TEST_EXTRAS := dev,models,video,coco,onnx,umap,faiss,report,seg,adapt,ray,fiftyone
 DEMO_EXTRAS := models,video,coco,umap,faiss,report
 PIP_FLAGS   := --quiet --disable-pip-version-check --no-input
 
