@@ -18,13 +18,15 @@ seg_app = typer.Typer(
 
 
 def _collect(call: Invocation) -> None:
-    """Frames to label from videos (headless): one per --every-s seconds, or --diverse N covering the video."""
+    """Frames to label: a window (s saves, space pauses, arrows step, q quits), or headless --every-s / --diverse."""
     from dinoscope.workflows.seg import SegCollectConfig, collect_frames
 
     with handle_errors():
         result = collect_frames(build_config(SegCollectConfig, **call.settings))
     extra = f" chosen from {result.n_candidates} candidates" if result.n_candidates else ""
     out_console.print(f"{len(result.frames)} frames{extra} -> {result.out}/images, meta (next: label them)")
+    if not result.frames:
+        out_console.print("[yellow]no frame saved (press s in the window to save the frame shown)[/yellow]")
 
 
 def _import(call: Invocation) -> None:
@@ -78,7 +80,8 @@ def _train(call: Invocation) -> None:
     def epoch(row: dict[str, float]) -> None:
         out_console.print(
             f"epoch {int(row['epoch']):3d}  tr_loss {row['tr_loss']:.4f}  va_loss {row['va_loss']:.4f}  "
-            f"va_dice {row['va_dice']:.4f}  va_iou {row['va_iou']:.4f}  ({row['seconds']:.0f} s)"
+            f"va_dice {row['va_dice']:.4f}  va_iou {row['va_iou']:.4f}  (smoothed va_dice {row['va_dice_ema']:.4f}, "
+            f"{row['seconds']:.0f} s)"
         )
 
     with handle_errors():
@@ -88,8 +91,8 @@ def _train(call: Invocation) -> None:
     out_console.print(
         f"[bold]{s['arch']}[/bold] U-Net, {s['input_size']} px crops, batch {s['batch_size']}, {s['precision']} on "
         f"{s['device']}: {result.n_train} train / {result.n_val} val images, {result.seconds:.0f} s "
-        f"({result.train_images_per_s:.1f} crops/s); best va_dice {result.best_dice:.4f} at epoch "
-        f"{result.best_epoch} -> {result.run}/checkpoints/best.pt"
+        f"({result.train_images_per_s:.1f} crops/s); best smoothed va_dice {result.best_dice_ema:.4f} "
+        f"at epoch {result.best_epoch} (va_dice {result.best_dice:.4f}) -> {result.run}/checkpoints/best.pt"
     )
 
 
@@ -117,7 +120,7 @@ def _eval(call: Invocation) -> None:
         typer.echo(json.dumps({k: m[k] for k in ("dice", "iou", "precision", "recall", "n_images")}))
         return
     out_console.print(
-        f"{m['n_images']} images: dice [bold]{m['dice']:.4f}[/bold]  IoU {m['iou']:.4f}  precision "
+        f"{m['n_images']} images{' (flip TTA)' if m['tta'] else ''}: dice [bold]{m['dice']:.4f}[/bold]  IoU {m['iou']:.4f}  precision "
         f"{m['precision']:.4f}  recall {m['recall']:.4f} -> {result.page}"
     )
 

@@ -1,5 +1,7 @@
-"""``seg collect VIDEO --out DIR``: frames to label, taken headless from videos.
+"""``seg collect VIDEO --out DIR``: frames to label, chosen in a window or taken headless from videos.
 
+- neither option: the interactive window (:mod:`dinoscope.seg.collect_window`): ``s`` saves the frame shown,
+  space pauses, arrows step, ``q`` quits; it needs a display;
 - ``--every-s T``: one frame per T seconds (the first frame at or after each step);
 - ``--diverse N``: N frames that cover the video's appearance: candidates one per ``every_s`` seconds (default
   1 s) are embedded (``--model``, offline EfficientNet-Lite0 by default) and chosen by k-center greedy
@@ -8,14 +10,17 @@
   consecutive candidates (how much a video changes in one step) is a near-duplicate: selection stops there,
   so a static video yields fewer than N frames. The threshold is recorded in ``collect.json``.
 
-Output (the layout ``seg prepare`` reads; nothing is overwritten without ``--overwrite``)::
+``--roi`` crops every saved frame to a polygon and ``--grayscale`` saves it in grayscale
+(:mod:`dinoscope.seg.roi`). Output (the layout ``seg prepare`` reads; nothing is overwritten without
+``--overwrite``)::
 
-    DIR/images/<video>_<frame>.png     lossless frames
-    DIR/meta/<video>_<frame>.json      {"video", "frame", "time_s", "selected_by"}: prepare groups by video
+    DIR/images/<video>_<frame>.png     lossless frames (the ROI crop, grayscale if asked)
+    DIR/meta/<video>_<frame>.json      video, frame, time_s, selected_by, roi, box, frame_size, size, grayscale:
+                                       prepare groups by video
+    DIR/raw/<video>_<frame>.png        the colour crop (with --roi or --grayscale)
+    DIR/roi_masks/<video>_<frame>.png  0/255 polygon of the crop (with --roi)
+    DIR/previews/<video>_<frame>.jpg   the whole frame, ROI outlined (with --roi)
     DIR/collect.json                   settings, thresholds, the frames chosen
-
-The interactive window of the issue (OpenCV: ``s`` saves, space pauses, ``q`` quits) is not built: OpenCV is
-not a dependency of dinoscope.
 """
 
 from __future__ import annotations
@@ -35,11 +40,13 @@ from dinoscope.io.frames import iter_frames
 from dinoscope.io.video_files import is_video_file, list_videos
 from dinoscope.outputs import prepare_output_dir
 from dinoscope.progress import track
+from dinoscope.seg.roi import cut_frame, parse_roi
 
 if TYPE_CHECKING:
+    from dinoscope.io.frames import Frame
     from dinoscope.seg.config import SegCollectConfig
 
-__all__ = ["CollectResult", "collect_frames", "select_k_center"]
+__all__ = ["CollectResult", "collect_frames", "save_frame", "select_k_center"]
 
 _DEFAULT_STEP_S = 1.0
 _EMBED_BATCH = 32
@@ -94,6 +101,11 @@ def collect_frames(config: SegCollectConfig) -> CollectResult:
     """
     if config.out is None:
         raise ConfigError("seg collect needs --out, the new folder for images/ and meta/")
+    roi = parse_roi(config.roi) if config.roi else None
+    if config.every_s is None and config.diverse is None:
+        from dinoscope.seg.collect_window import collect_interactive
+
+        return collect_interactive(config, roi)
     videos = (
         [config.source]
         if is_video_file(config.source)
@@ -111,15 +123,59 @@ def collect_frames(config: SegCollectConfig) -> CollectResult:
             keep, n, threshold = _diverse(video, step, config.diverse or 0, backend)
             result.n_candidates += n
             result.duplicate_distance = threshold
-        _write(video, step, keep, out, result, "diverse" if keep is not None else "every_s")
+        how = "diverse" if keep is not None else "every_s"
+        for frame in iter_frames(video, every_s=step):
+            if keep is None or frame.index in keep:
+                save_frame(out, video.name, frame, roi, config.grayscale, how)
+                result.frames.append((video.name, frame.index, frame.time_s))
+    write_summary(result, {"every_s": step, "diverse": config.diverse, "roi": roi, "grayscale": config.grayscale})
+    return result
+
+
+def write_summary(result: CollectResult, settings: dict[str, Any]) -> None:
+    """``collect.json``: the settings, the near-duplicate threshold and the frames saved."""
     summary = {
-        "every_s": step,
-        "diverse": config.diverse,
+        **settings,
         "duplicate_distance": result.duplicate_distance,
         "frames": [{"video": v, "frame": f, "time_s": t} for v, f, t in result.frames],
     }
-    (out / "collect.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    return result
+    (result.out / "collect.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+
+
+def save_frame(
+    out: Path, video: str, frame: Frame, roi: list[tuple[float, float]] | None, grayscale: bool, how: str
+) -> str:
+    """Write one frame's files (module docstring) and return its stem ``<video stem>_<frame:06d>``.
+
+    Example:
+        >>> save_frame(Path("frames"), "line.mp4", frame, [(0, 0), (99, 0), (50, 80)], True, "key")  # doctest: +SKIP
+        'line_000042'
+    """
+    cut = cut_frame(frame.image, roi, grayscale)
+    stem = f"{Path(video).stem}_{frame.index:06d}"
+    files = {"images": (cut.image, "png"), "meta": (None, "json")}
+    if roi or grayscale:
+        files["raw"] = (cut.raw, "png")
+    if cut.roi_mask is not None and cut.preview is not None:
+        files["roi_masks"] = (cut.roi_mask, "png")
+        files["previews"] = (cut.preview, "jpg")
+    for folder, (array, ext) in files.items():
+        (out / folder).mkdir(exist_ok=True)
+        if array is not None:
+            Image.fromarray(array).save(out / folder / f"{stem}.{ext}", **({"quality": 90} if ext == "jpg" else {}))
+    meta = {
+        "video": video,
+        "frame": frame.index,
+        "time_s": round(frame.time_s, 4),
+        "selected_by": how,
+        "roi": [list(p) for p in roi] if roi else None,
+        "box": list(cut.box),
+        "frame_size": [frame.image.shape[1], frame.image.shape[0]],
+        "size": [cut.image.shape[1], cut.image.shape[0]],
+        "grayscale": grayscale,
+    }
+    (out / "meta" / f"{stem}.json").write_text(json.dumps(meta), encoding="utf-8")
+    return stem
 
 
 def _backend(config: SegCollectConfig) -> Any:
@@ -144,16 +200,3 @@ def _diverse(video: Path, step: float, n: int, backend: Any) -> tuple[set[int], 
     steps = np.linalg.norm(np.diff(vectors, axis=0), axis=1)
     threshold = float(np.median(steps)) if len(steps) else 0.0
     return {indices[i] for i in select_k_center(vectors, n, threshold)}, len(indices), threshold
-
-
-def _write(video: Path, step: float, keep: set[int] | None, out: Path, result: CollectResult, how: str) -> None:
-    (out / "images").mkdir(exist_ok=True)
-    (out / "meta").mkdir(exist_ok=True)
-    for frame in iter_frames(video, every_s=step):
-        if keep is not None and frame.index not in keep:
-            continue
-        stem = f"{video.stem}_{frame.index:06d}"
-        Image.fromarray(frame.image).save(out / "images" / f"{stem}.png")
-        meta = {"video": video.name, "frame": frame.index, "time_s": round(frame.time_s, 4), "selected_by": how}
-        (out / "meta" / f"{stem}.json").write_text(json.dumps(meta), encoding="utf-8")
-        result.frames.append((video.name, frame.index, frame.time_s))

@@ -34,6 +34,7 @@ __all__ = [
     "SegEvalOptions",
     "SegImportConfig",
     "SegImportOptions",
+    "SegInferOptions",
     "SegModelDirOptions",
     "SegPredictConfig",
     "SegPrepareConfig",
@@ -88,6 +89,14 @@ class SegTrainOptions(StrictModel):
     )
 
 
+class SegInferOptions(StrictModel):
+    """How ``seg predict`` and ``seg eval`` run the model."""
+
+    tta: bool = Field(
+        False, description="Flip test-time augmentation: average the 4 flips' logits (nnU-Net; 4x slower)."
+    )
+
+
 class SegEvalOptions(StrictModel):
     """Which images ``seg eval`` scores."""
 
@@ -95,11 +104,17 @@ class SegEvalOptions(StrictModel):
 
 
 class SegCollectOptions(StrictModel):
-    """Headless frame collection."""
+    """Which frames ``seg collect`` keeps, and what it cuts from them."""
 
     diverse: int | None = Field(
         None, ge=1, description="Keep N frames covering the video's appearance (embedding + k-center greedy)."
     )
+    roi: str | None = Field(
+        None,
+        description="Region of interest: a polygon 'x1,y1,x2,y2,...' in frame pixels, or a JSON file of [[x, y], "
+        "...]; frames are cropped to it, with roi_masks/, raw/ and previews/.",
+    )
+    grayscale: bool = Field(False, description="Save images/ in grayscale (raw/ keeps the colour crop).")
 
 
 # --- the commands' configs ------------------------------------------------------------------------------------
@@ -129,17 +144,18 @@ class SegTrainConfig(
     ``batch_size``: default 16 on GPU, 8 on CPU; ``out``: the model folder, required)."""
 
 
-class SegPredictConfig(SegModelDirOptions, SourceOptions, RuntimeOptions, OutputOptions):
+class SegPredictConfig(SegModelDirOptions, SourceOptions, SegInferOptions, RuntimeOptions, OutputOptions):
     """Settings of ``dinoscope seg predict`` (``source``: an image, a folder of images and videos, or a video;
     ``out``: the folder of masks/, overlays/, predictions.csv and overlay MP4s, required)."""
 
 
-class SegEvalConfig(SegModelDirOptions, SegDataOptions, SegEvalOptions, RuntimeOptions):
+class SegEvalConfig(SegModelDirOptions, SegDataOptions, SegEvalOptions, SegInferOptions, RuntimeOptions):
     """Settings of ``dinoscope seg eval`` (``data``: images/ + masks/ and optional splits/; the per-image scores
-    and the worst-images page go to MODEL_DIR/eval/<data>-<split>/)."""
+    and the worst-images page go to MODEL_DIR/eval/<data>-<split>[-tta]/)."""
 
 
 class SegCollectConfig(SourceOptions, SamplingOptions, SegCollectOptions, ModelOptions, RuntimeOptions, OutputOptions):
-    """Settings of ``dinoscope seg collect`` (headless; ``source``: a video or a folder of videos; ``every_s``: one
-    frame per T s, or the candidates of ``diverse`` (default 1 s); ``model``: the embedding of ``diverse``;
-    ``out``: the new folder of images/ and meta/)."""
+    """Settings of ``dinoscope seg collect`` (``source``: a video, or a folder of videos headless; ``every_s``: one
+    frame per T s, or the candidates of ``diverse`` (default 1 s); neither: the interactive window;
+    ``model``: the embedding of ``diverse``; ``out``: the new folder of images/, meta/ and, with ``roi``,
+    roi_masks/, raw/ and previews/)."""

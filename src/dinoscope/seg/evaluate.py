@@ -1,7 +1,8 @@
 """``seg eval MODEL_DIR DATA [--split test]``: foreground dice, IoU, precision and recall, per image and in all.
 
 Scores are those of :mod:`dinoscope.seg.metrics` (foreground class only, counts summed over images). The
-files go to ``MODEL_DIR/eval/<data>-<split>/``: ``metrics.json``, ``per_image.csv`` and ``index.html``,
+files go to ``MODEL_DIR/eval/<data>-<split>/`` (``<data>-<split>-tta/`` with flip test-time augmentation):
+``metrics.json``, ``per_image.csv`` and ``index.html``,
 a self-contained page of the worst images (lowest dice among images with foreground in the truth or the
 prediction), each drawn with true positives green, false positives red and misses yellow.
 """
@@ -59,10 +60,10 @@ def evaluate_segmentation(config: SegEvalConfig) -> EvalResult:
     Example:
         >>> result = evaluate_segmentation(build_config(SegEvalConfig, model_dir="m", data="d"))  # doctest: +SKIP
         >>> sorted(result.metrics)  # doctest: +SKIP
-        ['dice', 'iou', 'n_images', 'precision', 'recall']
+        ['dice', 'iou', 'n_images', 'precision', 'recall', 'tta']
     """
     samples = select_split(config.data, config.split)
-    predictor = load_predictor(config.model_dir, config.device, config.precision, config.batch_size)
+    predictor = load_predictor(config.model_dir, config.device, config.precision, config.batch_size, config.tta)
     total, rows, worst = Counts(), [], []
     for sample in track(samples, description="evaluating", unit="image"):
         image, truth = read_sample(sample)
@@ -81,8 +82,8 @@ def evaluate_segmentation(config: SegEvalConfig) -> EvalResult:
         rows.append(row)
         if counts.tp + counts.fp + counts.fn:
             worst = sorted([*worst, (row["dice"], sample.stem, draw_errors(image, pred, truth))])[:N_WORST]
-    metrics = {**scores(total), "n_images": len(rows)}
-    name = f"{Path(config.data).resolve().name}-{config.split or 'all'}"
+    metrics = {**scores(total), "n_images": len(rows), "tta": config.tta}
+    name = f"{Path(config.data).resolve().name}-{config.split or 'all'}{'-tta' if config.tta else ''}"
     folder = Run.open(config.model_dir).evaluation_dir(name)
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     with (folder / "per_image.csv").open("w", newline="", encoding="utf-8") as f:

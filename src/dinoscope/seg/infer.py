@@ -5,6 +5,10 @@ larger one is covered by windows of the training crop side, half a window apart;
 probabilities are weighted by a Gaussian centred on it (sigma = side / 8, Isensee et al. 2021, nnU-Net),
 because predictions near a window's border see less context, and the weighted sum is normalised. Windows
 are batched. Images are RGB uint8, normalised on the device with the encoder's mean and std.
+
+Flip test-time augmentation (``tta``, nnU-Net's mirroring): each batch is also run flipped left-right,
+up-down and both, each output flipped back, and the four logits averaged before the sigmoid; 4x the
+compute.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class Predictor:
         device: torch device string.
         precision: Resolved precision (``fp32``, ``bf16``, ``fp16``).
         batch_size: Windows per forward pass.
+        tta: Average the logits of the four flips (module docstring).
 
     Example:
         >>> prob = Predictor(net, info, "cpu", "fp32").probabilities(image)  # doctest: +SKIP
@@ -54,10 +59,13 @@ class Predictor:
         True
     """
 
-    def __init__(self, net: nn.Module, info: ModelInfo, device: str, precision: str, batch_size: int = 8) -> None:
+    def __init__(
+        self, net: nn.Module, info: ModelInfo, device: str, precision: str, batch_size: int = 8, tta: bool = False
+    ) -> None:
         import torch
 
         self.net, self.info, self.device, self.precision = net, info, torch.device(device), precision
+        self.tta = tta
         self.batch_size = max(1, batch_size)
         self.mean = torch.tensor(info.mean, device=self.device).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(info.std, device=self.device).view(1, 3, 1, 1) * 255.0
@@ -76,7 +84,14 @@ class Predictor:
 
         dtype = autocast_dtype(self.precision)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-            return self.net(self.normalise(batch.to(self.device))).float()[:, 0]
+            x = self.normalise(batch.to(self.device))
+            if not self.tta:
+                return self.net(x).float()[:, 0]
+            total = torch.zeros_like(x[:, 0])
+            for dims in ((), (3,), (2,), (2, 3)):
+                out = self.net(x.flip(dims) if dims else x).float()
+                total += (out.flip(dims) if dims else out)[:, 0]
+            return total / 4
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """(H, W) float32 foreground probability of an (H, W, 3) uint8 RGB image."""

@@ -64,9 +64,9 @@ class PredictResult:
 
 
 def load_predictor(
-    model_dir: Path, device: str = "auto", precision: str = "auto", batch_size: int | None = None
+    model_dir: Path, device: str = "auto", precision: str = "auto", batch_size: int | None = None, tta: bool = False
 ) -> Predictor:
-    """The best checkpoint of a ``seg train`` folder, ready to predict.
+    """The best checkpoint of a ``seg train`` folder, ready to predict (``tta``: flip test-time augmentation).
 
     Raises:
         DinoscopeError: Not a model folder, or no checkpoint in it.
@@ -84,7 +84,7 @@ def load_predictor(
     resolved = resolve_device(device)
     net = net.to(resolved).eval()
     prec = resolve_precision(precision, torch.device(resolved).type)
-    return Predictor(net, info, resolved, prec, batch_size or (16 if resolved.startswith("cuda") else 4))
+    return Predictor(net, info, resolved, prec, batch_size or (16 if resolved.startswith("cuda") else 4), tta)
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.55) -> np.ndarray:
@@ -122,7 +122,7 @@ def predict_segmentation(config: SegPredictConfig) -> PredictResult:
     if config.out is None:
         raise ConfigError("seg predict needs --out, the folder of masks, overlays and predictions.csv")
     images, videos = _sources(config.source)
-    predictor = load_predictor(config.model_dir, config.device, config.precision, config.batch_size)
+    predictor = load_predictor(config.model_dir, config.device, config.precision, config.batch_size, config.tta)
     out = prepare_output_dir(config.out, config.overwrite)
     result = PredictResult(out, n_images=len(images), n_videos=len(videos))
     start = time.perf_counter()

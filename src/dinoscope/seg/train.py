@@ -15,7 +15,9 @@ The recipe (the inspection team's, with nnU-Net's habits, Isensee et al. 2021):
   and writes;
 - every epoch: validation images predicted whole (sliding window, :class:`~dinoscope.seg.infer.Predictor`),
   ``tr_loss, va_loss, va_dice, va_iou`` reported and appended to ``metrics.csv``; ``checkpoints/last.pt``
-  (with the optimiser state, for ``--resume``) and ``checkpoints/best.pt`` (best validation dice).
+  (with the optimiser state, for ``--resume``) and ``checkpoints/best.pt``: the epoch with the best
+  *smoothed* validation dice, nnU-Net's habit: ``va_dice_ema = 0.9 * previous + 0.1 * va_dice`` (the first
+  epoch's dice to start; :data:`EMA_DECAY`), so one lucky epoch on a small validation set does not win.
 
 Defaults by device: GPU 512 px crops, batch 16, 30 epochs; CPU 256 px, batch 8, :data:`CPU_EPOCHS` epochs.
 """
@@ -47,13 +49,15 @@ if TYPE_CHECKING:
 
     from dinoscope.seg.config import SegTrainConfig
 
-__all__ = ["CPU_EPOCHS", "METRIC_COLUMNS", "TrainResult", "seg_loss", "train_segmentation"]
+__all__ = ["CPU_EPOCHS", "EMA_DECAY", "METRIC_COLUMNS", "TrainResult", "seg_loss", "train_segmentation"]
 
 logger = logging.getLogger(__name__)
 
 #: Epochs of the CPU default (a few minutes for ~50 images of 512 px on 2 cores).
 CPU_EPOCHS = 6
-METRIC_COLUMNS = ("epoch", "tr_loss", "va_loss", "va_dice", "va_iou", "lr", "seconds")
+METRIC_COLUMNS = ("epoch", "tr_loss", "va_loss", "va_dice", "va_iou", "va_dice_ema", "lr", "seconds")
+#: Weight of the past in the smoothed validation dice that picks ``best.pt`` (nnU-Net v2's 0.9).
+EMA_DECAY = 0.9
 _DEFAULTS = {"cuda": (512, 16, 30), "cpu": (256, 8, CPU_EPOCHS)}  # input_size, batch_size, epochs
 _LR = 1e-3
 
@@ -66,6 +70,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     best_dice: float = 0.0
+    best_dice_ema: float = 0.0
     n_train: int = 0
     n_val: int = 0
     seconds: float = 0.0
@@ -215,6 +220,7 @@ def _train(
                 "va_loss": va_loss,
                 "va_dice": val["dice"],
                 "va_iou": val["iou"],
+                "va_dice_ema": smoothed_dice(history, val["dice"]),
                 "lr": schedule.get_last_lr()[0],
                 "seconds": time.perf_counter() - t0,
             }
@@ -231,10 +237,24 @@ def _train(
     return result
 
 
+def smoothed_dice(history: list[dict[str, float]], dice: float) -> float:
+    """The exponential moving average of validation dice after an epoch with ``dice`` (module docstring).
+
+    Example:
+        >>> round(smoothed_dice([{"va_dice_ema": 0.5}], 1.0), 2), smoothed_dice([], 0.3)
+        (0.55, 0.3)
+    """
+    if not history:
+        return dice
+    previous = history[-1].get("va_dice_ema", history[-1].get("va_dice", dice))  # older runs had no EMA column
+    return EMA_DECAY * previous + (1 - EMA_DECAY) * dice
+
+
 def _best_of(result: TrainResult) -> None:
     if result.history:
-        best = max(result.history, key=lambda r: r["va_dice"])
+        best = max(result.history, key=lambda r: r.get("va_dice_ema", r["va_dice"]))
         result.best_epoch, result.best_dice = int(best["epoch"]), float(best["va_dice"])
+        result.best_dice_ema = float(best.get("va_dice_ema", best["va_dice"]))
 
 
 def _save(
@@ -254,14 +274,22 @@ def _save(
         "history": history,
         "batch_size": batch,
     }
-    if row["va_dice"] > result.best_dice or result.best_epoch == 0:
+    if row["va_dice_ema"] > result.best_dice_ema or result.best_epoch == 0:
         result.best_epoch, result.best_dice = int(row["epoch"]), float(row["va_dice"])
-        save_checkpoint(run.checkpoint_path("best"), net, info, epoch=row["epoch"], va_dice=row["va_dice"])
+        result.best_dice_ema = float(row["va_dice_ema"])
+        save_checkpoint(
+            run.checkpoint_path("best"),
+            net,
+            info,
+            epoch=row["epoch"],
+            va_dice=row["va_dice"],
+            va_dice_ema=row["va_dice_ema"],
+        )
     save_checkpoint(run.checkpoint_path("last"), net, info, **state)
     with run.epochs_path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
         writer.writeheader()
-        writer.writerows({k: r[k] for k in METRIC_COLUMNS} for r in history)
+        writer.writerows({k: r.get(k, "") for k in METRIC_COLUMNS} for r in history)
 
 
 def _make_step(
