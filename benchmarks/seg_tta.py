@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seg import link_data  # noqa: E402  (the symlinked images/ + masks/ + splits/ of benchmarks/seg.py)
+from seg import link_data
 
 
 def main() -> None:

@@ -88,7 +88,9 @@ def test_window_loop_saves_what_the_keys_say() -> None:
     assert display.shown[:4] == [0, 1, 2, 2] and controller.done
     # the end of the video: playback stops on the last frame, which can be saved
     saved.clear()
-    run_window(_frames(3), ScriptedDisplay([None] * 6 + ["s"]), CollectController(), "v", lambda f: saved.append(f.index))
+    run_window(
+        _frames(3), ScriptedDisplay([None] * 6 + ["s"]), CollectController(), "v", lambda f: saved.append(f.index)
+    )
     assert saved == [2]
 
 

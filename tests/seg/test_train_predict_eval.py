@@ -51,7 +51,10 @@ def test_tiny_training_lowers_the_loss_and_resumes(tmp_path: Path) -> None:
     assert (tmp_path / "m" / "checkpoints" / "best.pt").is_file() and 1 <= result.best_epoch <= 2
     with (tmp_path / "m" / "metrics.csv").open(encoding="utf-8") as f:
         table = list(csv.DictReader(f))
-    assert list(table[0])[:5] == ["epoch", "tr_loss", "va_loss", "va_dice", "va_iou"] and len(table) == 2
+    assert list(table[0])[:6] == ["epoch", "tr_loss", "va_loss", "va_dice", "va_iou", "va_dice_ema"] and len(table) == 2
+    dice, ema = [float(r["va_dice"]) for r in table], [float(r["va_dice_ema"]) for r in table]
+    assert ema == pytest.approx([dice[0], 0.9 * dice[0] + 0.1 * dice[1]])  # nnU-Net's smoothing
+    assert result.best_epoch == 1 + int(np.argmax(ema))  # best.pt: the best smoothed dice, ties to the first
     resumed = build_config(SegTrainConfig, data=data, out=tmp_path / "m", epochs=3, resume=True, **TINY)
     assert [r["epoch"] for r in train_segmentation(resumed).history] == [1, 2, 3]
 
@@ -95,6 +98,30 @@ def test_eval_matches_a_hand_computed_case(tmp_path: Path) -> None:
     assert scores(Counts(0, 0, 0)) == {"dice": 1.0, "iou": 1.0, "precision": 1.0, "recall": 1.0}
     page = (model / "eval" / "data-all" / "index.html").read_text(encoding="utf-8")
     assert page.count("<figure>") == 2 and "a: dice 0.178" in page  # per image: 200 / (200 + 924)
+    out = runner.invoke(app, ["seg", "eval", str(model), str(data), "--json", "--device", "cpu", "--tta"])
+    assert json.loads(out.output) == pytest.approx(want)  # a constant model: flips change nothing
+    assert json.loads((model / "eval" / "data-all-tta" / "metrics.json").read_text())["tta"] is True
+
+
+def test_flip_tta_averages_the_four_flips() -> None:
+    """A 'network' whose logit is the column index: plain prediction keeps the ramp; with flip TTA the logits of
+    the image and its left-right flip average to the mean column everywhere (up-down flips change nothing)."""
+    import torch
+
+    from dinoscope.seg.infer import Predictor
+    from dinoscope.seg.model import ModelInfo
+
+    class Ramp(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.arange(x.shape[-1], dtype=torch.float32).expand(x.shape[0], 1, *x.shape[-2:]) - 15.5
+
+    info = build_model("unet", 32)[1]
+    assert isinstance(info, ModelInfo)
+    image = np.zeros((32, 32, 3), np.uint8)
+    plain = Predictor(Ramp(), info, "cpu", "fp32").probabilities(image)
+    tta = Predictor(Ramp(), info, "cpu", "fp32", tta=True).probabilities(image)
+    assert plain[0, 0] < 1e-6 and plain[0, -1] > 1 - 1e-6
+    assert np.allclose(tta, 0.5)  # (c + (31 - c)) / 2 - 15.5 = 0
 
 
 def test_predict_images_and_a_video_keeps_the_frame_count(tmp_path: Path) -> None:

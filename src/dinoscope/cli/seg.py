@@ -119,8 +119,9 @@ def _eval(call: Invocation) -> None:
     if call.display["as_json"]:
         typer.echo(json.dumps({k: m[k] for k in ("dice", "iou", "precision", "recall", "n_images")}))
         return
+    tta = " (flip TTA)" if m["tta"] else ""
     out_console.print(
-        f"{m['n_images']} images{' (flip TTA)' if m['tta'] else ''}: dice [bold]{m['dice']:.4f}[/bold]  IoU {m['iou']:.4f}  precision "
+        f"{m['n_images']} images{tta}: dice [bold]{m['dice']:.4f}[/bold]  IoU {m['iou']:.4f}  precision "
         f"{m['precision']:.4f}  recall {m['recall']:.4f} -> {result.page}"
     )
 

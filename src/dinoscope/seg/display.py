@@ -28,7 +28,7 @@ from PIL import Image
 
 from dinoscope.errors import ConfigError, MissingDependencyError
 
-__all__ = ["MAX_VIEW", "Display", "OpenCvDisplay", "TkDisplay", "has_display", "opencv_has_gui", "open_display"]
+__all__ = ["MAX_VIEW", "Display", "OpenCvDisplay", "TkDisplay", "has_display", "open_display", "opencv_has_gui"]
 
 #: Largest (width, height) shown; larger frames are scaled down to fit.
 MAX_VIEW = (1280, 800)
