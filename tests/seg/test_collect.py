@@ -121,6 +121,9 @@ def test_bad_roi_is_one_clear_line(tmp_path: Path) -> None:
             app, ["seg", "collect", str(video), "--every-s", "1", "--roi", roi, "--out", str(tmp_path / roi)]
         )
         assert out.exit_code == 1 and expected in " ".join(out.output.split()) and "Traceback" not in out.output
+        assert not (tmp_path / roi).exists()  # refused before anything is written
+    out = runner.invoke(app, ["seg", "collect", str(tmp_path), "--out", str(tmp_path / "w")])  # the window: one video
+    assert out.exit_code == 1 and "takes one video file" in " ".join(out.output.split())
 
 
 def test_roi_crops_of_the_real_bottle_video(bottle_video: Path, tmp_path: Path) -> None:

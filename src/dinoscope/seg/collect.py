@@ -37,10 +37,10 @@ from dinoscope.embed.registry import create_backend, resolve_model
 from dinoscope.embed.runtime import place_backend
 from dinoscope.errors import ConfigError, DatasetFormatError
 from dinoscope.io.frames import iter_frames
-from dinoscope.io.video_files import is_video_file, list_videos
+from dinoscope.io.video_files import is_video_file, list_videos, probe_video
 from dinoscope.outputs import prepare_output_dir
 from dinoscope.progress import track
-from dinoscope.seg.roi import cut_frame, parse_roi
+from dinoscope.seg.roi import cut_frame, parse_roi, roi_box
 
 if TYPE_CHECKING:
     from dinoscope.io.frames import Frame
@@ -113,6 +113,9 @@ def collect_frames(config: SegCollectConfig) -> CollectResult:
     )
     if not videos:
         raise DatasetFormatError(f"{config.source}: no video; give a video file or a folder of videos")
+    for video in videos if roi else []:  # a ROI outside a video's frames is refused before anything is written
+        info = probe_video(video)
+        roi_box(roi, info.width, info.height)  # type: ignore[arg-type]
     out = prepare_output_dir(config.out, config.overwrite)
     step = config.every_s or _DEFAULT_STEP_S
     result = CollectResult(out)

@@ -15,6 +15,7 @@ The parts are separate so the logic is tested without a screen:
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from dinoscope.io.video_files import is_video_file, probe_video
 from dinoscope.outputs import prepare_output_dir
 from dinoscope.seg.collect import CollectResult, save_frame, write_summary
 from dinoscope.seg.display import Display, open_display
-from dinoscope.seg.roi import outline
+from dinoscope.seg.roi import outline, roi_box
 
 if TYPE_CHECKING:
     from dinoscope.seg.config import SegCollectConfig
@@ -160,7 +161,8 @@ def run_window(
 ) -> None:
     """The window's loop: show the controller's frame, wait a frame time for a key, apply it, save on ``s``."""
     buffer = FrameBuffer(frames)
-    delay_ms = max(1, round(1000 / max(controller.fps, 1e-3)))
+    frame_ms = 1000 / max(controller.fps, 1e-3)
+    shown_at = time.perf_counter()
     while not controller.done:
         frame = buffer.get(controller.index)
         if frame is None:  # past the end, or before the oldest frame kept
@@ -173,7 +175,9 @@ def run_window(
             continue
         controller.first = buffer.first
         display.show(outline(frame.image, roi) if roi else frame.image, controller.status(name))
-        key = display.wait_key(100 if controller.paused else delay_ms)
+        spent_ms = (time.perf_counter() - shown_at) * 1000  # decoding and drawing count against the frame time
+        key = display.wait_key(100 if controller.paused else max(1, round(frame_ms - spent_ms)))
+        shown_at = time.perf_counter()
         if key is None:
             controller.tick()
         elif controller.press(key) == "save":
@@ -196,11 +200,14 @@ def collect_interactive(config: SegCollectConfig, roi: list[tuple[float, float]]
             f"{source}: the interactive window takes one video file; for a folder of videos use --every-s T or "
             "--diverse N, or run once per video"
         )
+    info = probe_video(source)
+    if roi:
+        roi_box(roi, info.width, info.height)
     display = open_display(f"dinoscope seg collect: {source.name}")  # before any file is written
     try:
         out = prepare_output_dir(config.out, config.overwrite)  # type: ignore[arg-type]
         result = CollectResult(out)
-        controller = CollectController(fps=probe_video(source).fps or 25.0)
+        controller = CollectController(fps=info.fps or 25.0)
 
         def save(frame: Frame) -> None:
             save_frame(out, source.name, frame, roi, config.grayscale, "key")

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 
 from dinoscope.errors import ConfigError
 
-__all__ = ["FrameCut", "cut_frame", "outline", "parse_roi"]
+__all__ = ["FrameCut", "cut_frame", "outline", "parse_roi", "roi_box"]
 
 _OUTLINE = (255, 200, 0)
 
@@ -77,7 +77,16 @@ def parse_roi(value: str) -> list[tuple[float, float]]:
     return [(numbers[i], numbers[i + 1]) for i in range(0, len(numbers), 2)]
 
 
-def _box(points: list[tuple[float, float]], width: int, height: int) -> tuple[int, int, int, int]:
+def roi_box(points: list[tuple[float, float]], width: int, height: int) -> tuple[int, int, int, int]:
+    """The polygon's bounding box (x0, y0, x1, y1) clipped to a ``width`` x ``height`` frame, end exclusive.
+
+    Raises:
+        ConfigError: The polygon lies outside the frame.
+
+    Example:
+        >>> roi_box([(-5, 2), (10, 2), (10, 400)], 64, 48)
+        (0, 2, 11, 48)
+    """
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     x0, y0 = max(0, int(np.floor(min(xs)))), max(0, int(np.floor(min(ys))))
     x1, y1 = min(width, int(np.ceil(max(xs))) + 1), min(height, int(np.ceil(max(ys))) + 1)
@@ -113,7 +122,7 @@ def cut_frame(image: np.ndarray, roi: list[tuple[float, float]] | None, grayscal
         ((10, 10, 51, 31), (21, 41), (21, 41, 3), 255)
     """
     h, w = image.shape[:2]
-    box = _box(roi, w, h) if roi else (0, 0, w, h)
+    box = roi_box(roi, w, h) if roi else (0, 0, w, h)
     x0, y0, x1, y1 = box
     raw = np.ascontiguousarray(image[y0:y1, x0:x1])
     crop = np.asarray(Image.fromarray(raw).convert("L")) if grayscale else raw
