@@ -5,7 +5,8 @@ A stand-alone floor-5 tool (beside report/, patches/, video/): formats are read 
 runtime, and :mod:`dinoscope.workflows.seg` is the entry point (``seg_import``, ``seg_prepare``, ``seg_train``,
 ``seg_predict``, ``seg_eval``, ``seg_collect``). Modules: ``config`` (option groups and configs), ``data``
 (the images/ + masks/ + splits/ folder), ``importer``, ``prepare`` + ``splits``, ``model`` + ``vit_decoder``,
-``augment`` + ``train`` + ``distributed``, ``infer``, ``predict``, ``metrics`` + ``evaluate``, ``collect``.
+``augment`` + ``train`` + ``distributed``, ``infer``, ``predict``, ``metrics`` + ``evaluate``, ``collect`` +
+``roi`` + ``collect_window`` + ``display`` (the interactive window).
 Importing this package loads nothing heavy.
 
 Example:

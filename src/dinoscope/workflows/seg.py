@@ -100,5 +100,5 @@ def seg_eval(**kwargs: Any) -> EvalResult:
 
 
 def seg_collect(**kwargs: Any) -> CollectResult:
-    """Frames to label from videos, headless; keywords: :class:`SegCollectConfig`."""
+    """Frames to label from videos, in a window or headless; keywords: :class:`SegCollectConfig`."""
     return collect_frames(build_config(SegCollectConfig, **kwargs))
