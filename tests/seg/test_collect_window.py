@@ -156,3 +156,53 @@ def test_tk_window_under_xvfb(tmp_path: Path, xvfb: str, monkeypatch: pytest.Mon
     assert meta["selected_by"] == "key" and meta["grayscale"] and meta["box"] == [4, 4, 41, 31]
     for folder in ("raw", "roi_masks", "previews"):
         assert len(list((tmp_path / "f" / folder).iterdir())) == 2
+
+
+class FakeCv2:
+    """The highgui calls OpenCvDisplay makes, with scripted key codes (what cv2.waitKeyEx returns on X11)."""
+
+    WINDOW_AUTOSIZE, WND_PROP_VISIBLE = 1, 4
+
+    def __init__(self, codes: list[int], gui: str = "GTK3") -> None:
+        self.codes, self.gui, self.shown, self.visible = list(codes), gui, [], 1.0
+
+    def getBuildInformation(self) -> str:  # noqa: N802 (OpenCV's name)
+        return f"General configuration\n  GUI:                           {self.gui}\n"
+
+    def namedWindow(self, name: str, flags: int) -> None:  # noqa: N802
+        pass
+
+    def imshow(self, name: str, image: np.ndarray) -> None:
+        self.shown.append(image)
+
+    def setWindowTitle(self, name: str, title: str) -> None:  # noqa: N802
+        pass
+
+    def waitKeyEx(self, ms: int) -> int:  # noqa: N802
+        return self.codes.pop(0) if self.codes else -1
+
+    def getWindowProperty(self, name: str, prop: int) -> float:  # noqa: N802
+        return self.visible
+
+    def destroyWindow(self, name: str) -> None:  # noqa: N802
+        pass
+
+
+def test_opencv_window_is_chosen_when_cv2_has_a_gui(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from dinoscope.seg.display import OpenCvDisplay, open_display, opencv_has_gui
+
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setitem(sys.modules, "cv2", FakeCv2([], gui="NONE"))
+    assert not opencv_has_gui()
+    fake = FakeCv2([ord("s"), 32, 65363, 65361, 65362, 65364, 27, -1, ord("x")])
+    monkeypatch.setitem(sys.modules, "cv2", fake)
+    display = open_display("v")
+    assert isinstance(display, OpenCvDisplay)
+    display.show(np.array([[[255, 0, 0]]], np.uint8), "title")
+    assert fake.shown[0][0, 0].tolist() == [0, 0, 255]  # shown as BGR
+    keys = [display.wait_key(10) for _ in range(9)]
+    assert keys == ["s", "space", "right", "left", "up", "down", "escape", None, None]
+    fake.visible = 0.0  # the user closed the window
+    assert display.wait_key(10) == "q"
