@@ -111,8 +111,8 @@ class SegCollectOptions(StrictModel):
     )
     roi: str | None = Field(
         None,
-        description="Region of interest: a polygon 'x1,y1,x2,y2,...' in frame pixels, or a JSON file of [[x, y], "
-        "...]; frames are cropped to it, with roi_masks/, raw/ and previews/.",
+        description="Region of interest: a polygon 'x1,y1,x2,y2,...' in frame pixels, or a JSON file of (x, y) "
+        "points; frames are cropped to it, with roi_masks/, raw/ and previews/.",
     )
     grayscale: bool = Field(False, description="Save images/ in grayscale (raw/ keeps the colour crop).")
 
