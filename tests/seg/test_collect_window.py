@@ -110,12 +110,19 @@ def xvfb(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     binary = shutil.which("Xvfb")
     if binary is None:
         pytest.skip("Xvfb is not installed (apt-get install xvfb)")
-    display = f":{90 + os.getpid() % 100}"
-    proc = subprocess.Popen([binary, display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"])
+    read_end, write_end = os.pipe()  # Xvfb picks a free display number and writes it here
+    proc = subprocess.Popen(
+        [binary, "-displayfd", str(write_end), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+        pass_fds=(write_end,),
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_end)
     try:
-        deadline = time.monotonic() + 5
-        while not Path(f"/tmp/.X11-unix/X{display[1:]}").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        with os.fdopen(read_end) as f:
+            number = f.readline().strip()
+        if not number:
+            pytest.skip("Xvfb did not start")
+        display = f":{number}"
         monkeypatch.setenv("DISPLAY", display)
         yield display
     finally:
