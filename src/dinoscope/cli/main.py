@@ -15,6 +15,7 @@ from dinoscope.cli import errors as errors_cmd
 from dinoscope.cli import patches as patches_cmd
 from dinoscope.cli import probe as probe_cmd
 from dinoscope.cli import report as report_cmd
+from dinoscope.cli import search as search_cmd
 from dinoscope.cli import seg as seg_cmd
 from dinoscope.cli import video as video_cmd
 from dinoscope.cli._common import out_console, settings, setup_logging
@@ -57,6 +58,7 @@ app.command("video", no_args_is_help=True)(video_cmd.command())
 app.command("errors", no_args_is_help=True)(errors_cmd.command())
 app.command("probe", no_args_is_help=True)(probe_cmd.command())
 app.command("demo")(demo_cmd.command())
+app.command("search", no_args_is_help=True)(search_cmd.command())
 app.add_typer(embed_cmd.cache_app, name="cache")
 patches_cmd.register(patches_cmd.patches_app)
 app.add_typer(patches_cmd.patches_app, name="patches")
