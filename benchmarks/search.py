@@ -35,7 +35,7 @@ def synthetic(n: int, dim: int, dtype: str, n_blobs: int = 1000, seed: int = 0) 
     out = np.empty((n, dim), dtype=dtype)
     for a in range(0, n, 100_000):
         b = min(n, a + 100_000)
-        x = centres[rng.integers(0, n_blobs, b - a)] + 0.6 * rng.normal(size=(b - a, dim)).astype(np.float32)
+        x = centres[rng.integers(0, n_blobs, b - a)] + 1.2 * rng.normal(size=(b - a, dim)).astype(np.float32)
         out[a:b] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
