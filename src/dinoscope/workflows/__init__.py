@@ -37,6 +37,7 @@ WORKFLOWS = {
     "seg predict": "dinoscope.workflows.seg:SegPredictConfig",
     "seg eval": "dinoscope.workflows.seg:SegEvalConfig",
     "search": "dinoscope.workflows.search:SearchConfig",
+    "export": "dinoscope.workflows.export:ExportConfig",
 }
 
 
