@@ -4,10 +4,13 @@ Oquab et al., "DINOv2" (TMLR 2024), ``dinov2/eval/knn.py``: cosine similarity of
 training vector; its ``k`` most similar vote for their class with weight ``exp(sim / T)``, ``T = 0.07``; the
 class probabilities are the vote shares. ``k`` = 10, 20, 100, 200 come from one similarity pass (the top 200).
 
-Exact search: each fold's test rows against its training rows, in row blocks (a similarity product, then
-torch's top-k). Multiplying each pair of folds once and using the block both ways halves the products of
-k-fold, but its top-k over short blocks plus the running merges cost more than they save: measured on 30 k x
-384-d, 5 folds, 2 busy cores: 20 s of CPU (37 s wall) against 11 s (18 s) for this schedule, so it was dropped.
+Exact search: each fold's test rows against its training rows with FAISS's exact ``IndexFlatIP`` (extra
+``faiss``; without it, row blocks of a similarity product and torch's top-k, the same neighbours). The products
+are the cost (5 folds of 100 k x 80 k x 384-d = 6 TFLOP): FAISS saves the (Q, N) similarity blocks and the
+separate top-k pass (``benchmarks/probe.py --baseline`` prints the two side by side). Multiplying each pair of
+folds once and using the block both ways halves the products of k-fold, but the column-wise top-k over short
+blocks plus the running merges cost more than they save (measured twice: 30 k x 384-d, 20 s of CPU against 11 s;
+100 k, session 5: 170 CPU-s against 101), so it was dropped.
 
 Example:
     >>> probs, info = knn_probabilities(vectors, labels, folds, n_classes=2)  # doctest: +SKIP
@@ -103,14 +106,29 @@ def vote_shares(sims: np.ndarray, neighbour_labels: np.ndarray, n_classes: int, 
 
 def _search(x: np.ndarray, folds: EvaluationFolds, sims: np.ndarray, rows: np.ndarray, chunk: int) -> None:
     """Fill each tested row's ``k`` most similar training rows of its fold (``-inf`` / -1 past the training
-    rows)."""
+    rows): FAISS's exact inner-product search (``IndexFlatIP``: blocked BLAS products and a top-k kept per
+    query while the blocks stream) of the fold's test rows against its training rows, ``chunk`` * 8 queries at
+    a time; torch's top-k over similarity blocks when FAISS is not installed."""
+    try:
+        import faiss
+    except ImportError:
+        faiss = None
     k_max = sims.shape[1]
     for f in range(folds.n_folds):
         train, test = folds.train_rows(f), folds.test_rows(f)
         if not len(train) or not len(test):
             continue
-        xt = x[train]
+        xt = np.ascontiguousarray(x[train])
         k = min(k_max, len(train))
+        if faiss is not None:
+            index = faiss.IndexFlatIP(x.shape[1])
+            index.add(xt)
+            step = 8 * chunk
+            for a in range(0, len(test), step):
+                block = test[a : a + step]
+                values, idx = index.search(np.ascontiguousarray(x[block]), k)
+                sims[block, :k], rows[block, :k] = values, train[idx]
+            continue
         for a in range(0, len(test), chunk):
             block = test[a : a + chunk]
             values, idx = _top_k(x[block] @ xt.T, k)
