@@ -93,10 +93,10 @@ def search_from_config(config: SearchConfig) -> SearchResult:
         exclude, query = None, f"{config.image}" + (f" box {config.box}" if box else "")
     index = open_index(run, name)
     rows, sims = index.search(vector, config.k, exclude_rows=exclude)
-    hits = _hits(run, store, rows[0], sims[0])
+    table = run.read_objects()
+    hits = _hits(table.data, store, rows[0], sims[0])
     page = run.search_page_path(_page_name(query))
     query_image = (Path(config.image), parse_box(config.box) if config.box else None) if config.image else None
-    table = run.read_objects()
     write_search_page(page, query, hits, table.root, query_image=query_image, index_info=index.info)
     return SearchResult(query, hits, page, dict(index.info), embedded)
 
@@ -184,14 +184,13 @@ def _row_of(store: EmbeddingStore, object_id: str, run: Run) -> int:
     return row
 
 
-def _hits(run: Run, store: EmbeddingStore, rows: np.ndarray, sims: np.ndarray) -> pd.DataFrame:
+def _hits(data: pd.DataFrame, store: EmbeddingStore, rows: np.ndarray, sims: np.ndarray) -> pd.DataFrame:
     """The result rows joined with the object table (class, split, source, label reference, box)."""
     import pandas as pd
 
     keep = rows >= 0
     ids = store.object_ids[rows[keep]]
-    data = run.read_objects().data.set_index("object_id")
-    found = data.loc[list(ids)].reset_index()
+    found = data.set_index("object_id").loc[list(ids)].reset_index()
     found.insert(0, "similarity", sims[keep].astype(float))
     found.insert(0, "rank", np.arange(1, int(keep.sum()) + 1))
     return pd.DataFrame(found[[*HIT_COLUMNS, "x1", "y1", "x2", "y2"]])
