@@ -136,7 +136,7 @@ def embed_query(
     from dinoscope.io.folders import read_image_file
     from dinoscope.options import CacheOptions
 
-    if "model" not in store.spec or "crop" not in store.spec:
+    if not isinstance(store.spec.get("model"), dict) or not isinstance(store.spec.get("crop"), dict):
         raise DinoscopeError(f"{store.json_path}: the store does not record its model and crop specs; re-embed the run")
     spec, crop = ModelSpec.from_dict(store.spec["model"]), CropSpec(**store.spec["crop"])
     config = run.read_yaml().get("config", {}) or {}
