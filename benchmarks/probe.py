@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,9 +64,6 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--split", action="store_true", help="use an 80/20 train/test split instead of 5 folds")
-    parser.add_argument(
-        "--baseline", action="store_true", help="also time the kNN without FAISS (BLAS + torch top-k), side by side"
-    )
     args = parser.parse_args()
     vectors, labels, groups, split = synthetic(args.n, args.dim)
     names = [f"c{i}" for i in range(10)]
@@ -78,20 +74,11 @@ def main() -> None:
         folds = select_evaluation_folds(labels, groups, split if args.split else None, seed=0)
     with clock("knn (k=10,20,100,200)"):
         knn, _ = knn_probabilities(vectors, labels, folds, 10)
-    if args.baseline:
-        with clock("knn without FAISS (baseline)"):
-            saved, sys.modules["faiss"] = sys.modules.get("faiss"), None  # type: ignore[assignment]
-            try:
-                slow, _ = knn_probabilities(vectors, labels, folds, 10)
-            finally:
-                sys.modules["faiss"] = saved  # type: ignore[assignment]
-        same = all(np.array_equal(np.nanargmax(knn[k], 1), np.nanargmax(slow[k], 1)) for k in knn if k)
     with clock("logistic regression"):
         logreg, info = logistic_probabilities(vectors, labels, folds, groups, 10, seed=0)
     with clock("metrics + bootstrap (5 rows)"):
         rows = {f"knn{k}": p for k, p in knn.items()} | {"logreg": logreg}
         metrics = {name: compute_probe_metrics(labels, p, groups, names, n_boot=1000) for name, p in rows.items()}
-    baseline = times.pop("knn without FAISS (baseline)", None)
     wall, cpu = (sum(v[i] for v in times.values()) for i in (0, 1))
 
     print(f"{args.n} vectors x {args.dim}-d, 10 classes, {groups[-1] + 1} groups; {folds.mode} ({folds.n_folds} folds)")
@@ -100,12 +87,6 @@ def main() -> None:
         print(f"  {name:32s} {w:7.1f} {c:7.1f}")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  {'total':32s} {wall:7.1f} {cpu:7.1f}   (peak RSS {peak_mb:.0f} MB)")
-    if baseline is not None:
-        knn_wall, knn_cpu = times["knn (k=10,20,100,200)"]
-        print(
-            f"  kNN without FAISS (BLAS + torch top-k): {baseline[0]:.1f} s wall, {baseline[1]:.1f} s CPU; FAISS / "
-            f"baseline: wall {knn_wall / baseline[0]:.2f}, CPU {knn_cpu / baseline[1]:.2f}; same predictions: {same}"
-        )
     print(f"  logistic regression C per fold: {info['C']}")
     for name, m in metrics.items():
         acc, auc = m["accuracy"], m["auroc"]

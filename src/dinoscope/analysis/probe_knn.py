@@ -4,13 +4,13 @@ Oquab et al., "DINOv2" (TMLR 2024), ``dinov2/eval/knn.py``: cosine similarity of
 training vector; its ``k`` most similar vote for their class with weight ``exp(sim / T)``, ``T = 0.07``; the
 class probabilities are the vote shares. ``k`` = 10, 20, 100, 200 come from one similarity pass (the top 200).
 
-Exact search: each fold's test rows against its training rows with FAISS's exact ``IndexFlatIP`` (extra
-``faiss``; without it, row blocks of a similarity product and torch's top-k, the same neighbours). The products
-are the cost (5 folds of 100 k x 80 k x 384-d = 6 TFLOP): FAISS saves the (Q, N) similarity blocks and the
-separate top-k pass (``benchmarks/probe.py --baseline`` prints the two side by side). Multiplying each pair of
-folds once and using the block both ways halves the products of k-fold, but the column-wise top-k over short
-blocks plus the running merges cost more than they save (measured twice: 30 k x 384-d, 20 s of CPU against 11 s;
-100 k, session 5: 170 CPU-s against 101), so it was dropped.
+Exact search: each fold's test rows against its training rows, in row blocks (a similarity product, then
+torch's top-k). The products are the cost (5 folds of 100 k x 80 k x 384-d: 6 TFLOP, about two thirds of the
+CPU time; the top-k the rest). Two schedules were measured and dropped: multiplying each pair of folds once and
+using the block both ways halves the products, but the column-wise top-k over short blocks plus the running
+merges cost more (30 k x 384-d: 20 CPU-s against 11; 100 k, session 5: 170 against 101); FAISS's exact
+``IndexFlatIP`` search (blocked BLAS + a heap per query) found the same neighbours and cost as much or more
+(100 k, 5 folds, side by side in one run: 115 CPU-s against 103; one fold alone: 20.9 against 21.7).
 
 Example:
     >>> probs, info = knn_probabilities(vectors, labels, folds, n_classes=2)  # doctest: +SKIP
@@ -106,29 +106,14 @@ def vote_shares(sims: np.ndarray, neighbour_labels: np.ndarray, n_classes: int, 
 
 def _search(x: np.ndarray, folds: EvaluationFolds, sims: np.ndarray, rows: np.ndarray, chunk: int) -> None:
     """Fill each tested row's ``k`` most similar training rows of its fold (``-inf`` / -1 past the training
-    rows): FAISS's exact inner-product search (``IndexFlatIP``: blocked BLAS products and a top-k kept per
-    query while the blocks stream) of the fold's test rows against its training rows, ``chunk`` * 8 queries at
-    a time; torch's top-k over similarity blocks when FAISS is not installed."""
-    try:
-        import faiss
-    except ImportError:
-        faiss = None
+    rows)."""
     k_max = sims.shape[1]
     for f in range(folds.n_folds):
         train, test = folds.train_rows(f), folds.test_rows(f)
         if not len(train) or not len(test):
             continue
-        xt = np.ascontiguousarray(x[train])
+        xt = x[train]
         k = min(k_max, len(train))
-        if faiss is not None:
-            index = faiss.IndexFlatIP(x.shape[1])
-            index.add(xt)
-            step = 8 * chunk
-            for a in range(0, len(test), step):
-                block = test[a : a + step]
-                values, idx = index.search(np.ascontiguousarray(x[block]), k)
-                sims[block, :k], rows[block, :k] = values, train[idx]
-            continue
         for a in range(0, len(test), chunk):
             block = test[a : a + chunk]
             values, idx = _top_k(x[block] @ xt.T, k)
