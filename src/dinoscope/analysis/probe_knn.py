@@ -10,7 +10,7 @@ CPU time; the top-k the rest). Two schedules were measured and dropped: multiply
 using the block both ways halves the products, but the column-wise top-k over short blocks plus the running
 merges cost more (30 k x 384-d: 20 CPU-s against 11; 100 k, session 5: 170 against 101); FAISS's exact
 ``IndexFlatIP`` search (blocked BLAS + a heap per query) found the same neighbours and cost as much or more
-(100 k, 5 folds, side by side in one run: 115 CPU-s against 103; one fold alone: 20.9 against 21.7).
+(``benchmarks/probe_knn.py``, 100 k: 21.8 CPU-s against 19.2 for one fold; 115 against 103 for all five).
 
 Example:
     >>> probs, info = knn_probabilities(vectors, labels, folds, n_classes=2)  # doctest: +SKIP
