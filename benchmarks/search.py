@@ -28,14 +28,14 @@ import numpy as np
 from dinoscope.analysis.search_index import build_index
 
 
-def synthetic(n: int, dim: int, dtype: str, n_blobs: int = 1000, seed: int = 0) -> np.ndarray:
+def synthetic(n: int, dim: int, dtype: str, n_blobs: int = 1000, noise: float = 1.2, seed: int = 0) -> np.ndarray:
     """(n, dim) unit vectors from ``n_blobs`` Gaussian blobs, built in chunks (float32 peak: one chunk)."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(n_blobs, dim)).astype(np.float32)
     out = np.empty((n, dim), dtype=dtype)
     for a in range(0, n, 100_000):
         b = min(n, a + 100_000)
-        x = centres[rng.integers(0, n_blobs, b - a)] + 1.2 * rng.normal(size=(b - a, dim)).astype(np.float32)
+        x = centres[rng.integers(0, n_blobs, b - a)] + noise * rng.normal(size=(b - a, dim)).astype(np.float32)
         out[a:b] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
@@ -55,12 +55,13 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    parser.add_argument("--noise", type=float, default=1.2, help="blob spread per dimension (higher: harder)")
     args = parser.parse_args()
     import faiss
 
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    data = synthetic(args.n + args.queries, args.dim, args.dtype)
+    data = synthetic(args.n + args.queries, args.dim, args.dtype, noise=args.noise)
     base, queries = data[: args.n], np.asarray(data[args.n :], dtype=np.float32)
     print(
         f"{args.n:,} x {args.dim}-d {args.dtype} vectors made in {time.perf_counter() - t0:.1f} s "

@@ -7,8 +7,9 @@ FAISS (Douze et al., "The Faiss library", 2024) over the unit vectors, inner pro
 - above it an inverted file (``IndexIVFScalarQuantizer``, float16 codes: lossless for a float16 store, half
   the disk of float32; Jégou et al., "Product quantization for nearest neighbor search", TPAMI 2011, for the
   IVF): ``nlist = sqrt(N)`` k-means centroids trained on a seeded sample, ``nprobe`` grown on a sample of
-  stored rows until recall@k against exact search reaches :data:`RECALL_TARGET`. New rows are added to the
-  trained lists without retraining (an IVF, unlike HNSW, adds rows at the same recall as a rebuild would).
+  stored rows until recall@k against exact search reaches :data:`RECALL_TARGET`, or until one query would pass
+  :data:`QUERY_BUDGET_MS` (nearly uniform vectors, where IVF needs every list; recorded as ``recall_limit``).
+  New rows are added to the trained lists without retraining (the centroids stay those of the first build).
 
 The index lives in the run's ``index/`` room (:meth:`~dinoscope.run.Run.index_path`): ``<store>.faiss``, the
 store rows it holds (``<store>.rows.npy``, FAISS ids = store rows) and ``<store>.json`` with its key: the
@@ -49,6 +50,9 @@ RECALL_TARGET = 0.95
 RECALL_K = 20
 RECALL_SAMPLE = 200
 NPROBE_START = 8
+#: ``nprobe`` stops growing before one query would take longer than this (the command's target is <= 50 ms).
+QUERY_BUDGET_MS = 25.0
+_LATENCY_QUERIES = 20
 _KEY_SAMPLE = 1024  # rows whose bytes make the checksum of the indexed vectors
 _CHUNK = 65_536  # rows converted to float32 and added at a time
 _FORMAT = 1
@@ -242,7 +246,8 @@ def _write(run: Run, st: EmbeddingStore, index: SearchIndex) -> None:
 
 # --- helpers ----------------------------------------------------------------------------------------------------
 def _tune_nprobe(index: SearchIndex, vectors: np.ndarray, seed: int) -> None:
-    """Grow ``nprobe`` (x2) on a sample of stored rows until recall@k vs exact search reaches the target."""
+    """Grow ``nprobe`` (x2) on a sample of stored rows until recall@k vs exact search reaches the target, or until
+    the next doubling would take a single query past :data:`QUERY_BUDGET_MS` (measured on single queries)."""
     from dinoscope.analysis.neighbors_exact import exact_search
 
     n = len(vectors)
@@ -256,11 +261,28 @@ def _tune_nprobe(index: SearchIndex, vectors: np.ndarray, seed: int) -> None:
         index.index.nprobe = nprobe
         found, _ = index.search(queries, k)
         recall = float(np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(found, truth_rows, strict=True)]))
-        tried.append([nprobe, round(recall, 4)])
+        t0 = time.perf_counter()
+        for q in queries[:_LATENCY_QUERIES]:
+            index.index.search(q[None], k)
+        query_ms = (time.perf_counter() - t0) / min(len(queries), _LATENCY_QUERIES) * 1e3
+        tried.append([nprobe, round(recall, 4), round(query_ms, 2)])
         if recall >= RECALL_TARGET or nprobe >= index.info["nlist"]:
             break
+        if 2 * query_ms > QUERY_BUDGET_MS:
+            index.info["recall_limit"] = f"query budget {QUERY_BUDGET_MS:g} ms"
+            logger.warning(
+                "search index: recall@%d %.3f < %.2f at nprobe=%d (a wider search would pass %g ms per query); the "
+                "vectors are nearly uniform, so nearest neighbours are weakly defined",
+                k,
+                recall,
+                RECALL_TARGET,
+                nprobe,
+                QUERY_BUDGET_MS,
+            )
+            break
         nprobe = min(2 * nprobe, index.info["nlist"])
-    index.info.update(nprobe=nprobe, recall=round(recall, 4), recall_k=k, recall_tried=tried)
+    index.info.update(nprobe=nprobe, recall=round(recall, 4), recall_k=k, query_ms=round(query_ms, 2))
+    index.info["recall_tried"] = tried
 
 
 class _Unit:
