@@ -269,6 +269,9 @@ def _tune_nprobe(index: SearchIndex, vectors: np.ndarray, seed: int) -> None:
         if recall >= RECALL_TARGET or nprobe >= index.info["nlist"]:
             break
         if 2 * query_ms > QUERY_BUDGET_MS:
+            if query_ms > QUERY_BUDGET_MS and len(tried) > 1:  # this width already passed the budget: step back
+                nprobe, recall, query_ms = tried[-2]
+                index.index.nprobe = nprobe
             index.info["recall_limit"] = f"query budget {QUERY_BUDGET_MS:g} ms"
             logger.warning(
                 "search index: recall@%d %.3f < %.2f at nprobe=%d (a wider search would pass %g ms per query); the "
