@@ -101,3 +101,14 @@ def test_a_flat_index_that_grows_past_the_bound_becomes_ivf(tmp_path: Path) -> N
     _fill(run, name, x, np.arange(900, 1500))
     index = open_index(run, exact_max=1000)
     assert index.info["status"] == "built" and index.info["kind"] == "ivf" and "grew past" in index.info["reason"]
+
+
+def test_nprobe_stops_at_the_query_budget_on_uniform_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dinoscope.analysis import search_index
+
+    monkeypatch.setattr(search_index, "QUERY_BUDGET_MS", 1e-9)  # any width passes it: stay at the first
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 32)).astype(np.float32)
+    index = build_index(x / np.linalg.norm(x, axis=1, keepdims=True), exact_max=1000)
+    assert index.info["nprobe"] == search_index.NPROBE_START and index.info["recall"] < 0.95
+    assert index.info["recall_limit"].startswith("query budget") and index.index.nprobe == search_index.NPROBE_START
