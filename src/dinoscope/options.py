@@ -223,10 +223,15 @@ class CacheOptions(StrictModel):
     store_dtype: Literal["float32", "float16"] = Field("float32", description="float32 or float16 vectors on disk.")
 
 
-class AnalysisOptions(StrictModel):
+class NeighboursOptions(StrictModel):
+    """How many neighbours (the analyses' shared kNN graph; the results of ``search``)."""
+
+    k: int = Field(15, ge=2, description="Neighbours per object (analyses: the shared kNN graph; search: results).")
+
+
+class AnalysisOptions(NeighboursOptions):
     """The analyses over a run's vectors."""
 
-    k: int = Field(15, ge=2, description="Neighbours per object in the shared kNN graph.")
     cluster_method: Literal["auto", "spectral", "hdbscan", "dbscan"] = Field(
         "auto",
         description="Sub-groups: auto (density groups, each split where its kNN graph has a stable bottleneck), "
@@ -276,3 +281,20 @@ class ObjectsOptions(DatasetOptions, SelectOptions, FrameOptions, SamplingOption
 
 class EmbeddingOptions(ModelOptions, PoolingOptions, CropOptions, RuntimeOptions, WorkersOptions, CacheOptions):
     """Everything that turns objects into vectors: the model, its crops, where it runs, the cache."""
+
+
+# --- search and export (session 5) --------------------------------------------------------------------------
+class SearchQueryOptions(StrictModel):
+    """What ``dinoscope search`` looks for: an image (or a box of it), or an object of the run."""
+
+    image: Path | None = Field(None, description="Query image file (embedded with the run's model and crops).")
+    box: str | None = Field(None, description="Box of the query image, x1,y1,x2,y2 in pixels (default: whole image).")
+    object: str | None = Field(None, description="Query by an object of the run: its object_id.")
+
+
+class ExportOptions(StrictModel):
+    """What ``dinoscope export`` writes."""
+
+    to: Literal["parquet", "fiftyone"] = Field(
+        "parquet", description="parquet (tables for DuckDB/pandas) or fiftyone (a FiftyOne dataset directory)."
+    )

@@ -13,6 +13,7 @@ runs/<name>/
   eval/metrics.json           a detector's metrics (``dinoscope errors``; + eval/<table>.parquet)
   report/                     the offline HTML report
   probes/                     feature probes: metrics.json, summary.csv, splits.parquet, errors.parquet
+  index/<store>.faiss         the similarity index of a store (+ .rows.npy, .json key); searches/: search pages
   checkpoints/ predictions/ selections/ reviews/   later capabilities
   metrics.csv                 per-epoch training metrics (a training run: ``seg train``)
 ```
@@ -48,7 +49,7 @@ __all__ = ["LAYOUT_VERSION", "Run"]
 LAYOUT_VERSION = 2
 _READABLE_LAYOUTS = (1, 2)
 #: Folders kept for the capabilities that write into a run (probes, training, predictions, curation).
-_ROOMS = ("probes", "checkpoints", "predictions", "eval", "selections", "reviews")
+_ROOMS = ("probes", "checkpoints", "predictions", "eval", "selections", "reviews", "index", "searches")
 
 
 class Run(RoomsMixin):

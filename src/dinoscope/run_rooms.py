@@ -64,6 +64,16 @@ class RoomsMixin:
         folder.mkdir(exist_ok=True)
         return folder
 
+    # --- similarity index and search pages (dinoscope search) ----------------------------------------------------
+    def index_path(self, store: str, suffix: str = ".faiss") -> Path:
+        """A file of the similarity index of embedding store ``store`` (``index/<store><suffix>``: ``.faiss``
+        the FAISS index, ``.rows.npy`` the store rows it holds, ``.json`` its key); the folder is created."""
+        return self.room("index") / f"{store}{suffix}"
+
+    def search_page_path(self, name: str) -> Path:
+        """``searches/<name>.html``: the page of one ``dinoscope search`` (the folder is created on first use)."""
+        return self.room("searches") / f"{name}.html"
+
     # --- evaluation (dinoscope errors) -----------------------------------------------------------------------
     @property
     def metrics_path(self) -> Path:

@@ -132,6 +132,17 @@ def test_report_in_headless_chromium(ppe_report: Path, ppe_dir: Path) -> None:
         page.wait_for_function("document.querySelector('#inspector .frame img').naturalWidth > 0")
         info = page.inner_text("#inspector table.kv")
         assert "line" in info and ".txt" in info and page.locator("#inspector .frame rect").count() == 1
+
+        # "similar objects": the object's nearest objects, shipped with the report; a shipped one opens in turn
+        first_id = page.inner_text("#inspector table.kv code")
+        page.click("#inspector button.similar")
+        page.wait_for_selector("#inspector .similar-list .sim-item")
+        assert page.locator("#inspector .similar-list .sim-item").count() == 8
+        page.screenshot(path=str(_artifacts() / "similar.png"))
+        page.locator("#inspector .similar-list a.th").first.click()
+        page.wait_for_function(
+            f"document.querySelector('#inspector table.kv code').innerText !== {json.dumps(first_id)}"
+        )
         page.keyboard.press("Escape")
         browser.close()
     assert not console, [str(m.text if hasattr(m, "text") else m) for m in console]

@@ -5,9 +5,12 @@ training vector; its ``k`` most similar vote for their class with weight ``exp(s
 class probabilities are the vote shares. ``k`` = 10, 20, 100, 200 come from one similarity pass (the top 200).
 
 Exact search: each fold's test rows against its training rows, in row blocks (a similarity product, then
-torch's top-k). Multiplying each pair of folds once and using the block both ways halves the products of
-k-fold, but its top-k over short blocks plus the running merges cost more than they save: measured on 30 k x
-384-d, 5 folds, 2 busy cores: 20 s of CPU (37 s wall) against 11 s (18 s) for this schedule, so it was dropped.
+torch's top-k). The products are the cost (5 folds of 100 k x 80 k x 384-d: 6 TFLOP, about two thirds of the
+CPU time; the top-k the rest). Two schedules were measured and dropped: multiplying each pair of folds once and
+using the block both ways halves the products, but the column-wise top-k over short blocks plus the running
+merges cost more (30 k x 384-d: 20 CPU-s against 11; 100 k, session 5: 170 against 101); FAISS's exact
+``IndexFlatIP`` search (blocked BLAS + a heap per query) found the same neighbours and cost as much or more
+(``benchmarks/probe_knn.py``, 100 k: 21.8 CPU-s against 19.2 for one fold; 115 against 103 for all five).
 
 Example:
     >>> probs, info = knn_probabilities(vectors, labels, folds, n_classes=2)  # doctest: +SKIP

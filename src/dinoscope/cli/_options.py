@@ -59,6 +59,9 @@ PANELS = {
     "PatchRenderOptions": "Colours",
     "ReportOptions": "Report",
     "ProbeOptions": "Probe",
+    "NeighboursOptions": "Analysis",
+    "SearchQueryOptions": "Query",
+    "ExportOptions": "Export",
 }
 
 

@@ -12,9 +12,11 @@ from dinoscope.cli import check as check_cmd
 from dinoscope.cli import demo as demo_cmd
 from dinoscope.cli import embed as embed_cmd
 from dinoscope.cli import errors as errors_cmd
+from dinoscope.cli import export as export_cmd
 from dinoscope.cli import patches as patches_cmd
 from dinoscope.cli import probe as probe_cmd
 from dinoscope.cli import report as report_cmd
+from dinoscope.cli import search as search_cmd
 from dinoscope.cli import seg as seg_cmd
 from dinoscope.cli import video as video_cmd
 from dinoscope.cli._common import out_console, settings, setup_logging
@@ -57,6 +59,8 @@ app.command("video", no_args_is_help=True)(video_cmd.command())
 app.command("errors", no_args_is_help=True)(errors_cmd.command())
 app.command("probe", no_args_is_help=True)(probe_cmd.command())
 app.command("demo")(demo_cmd.command())
+app.command("search", no_args_is_help=True)(search_cmd.command())
+app.command("export", no_args_is_help=True)(export_cmd.command())
 app.add_typer(embed_cmd.cache_app, name="cache")
 patches_cmd.register(patches_cmd.patches_app)
 app.add_typer(patches_cmd.patches_app, name="patches")

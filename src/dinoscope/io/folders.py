@@ -22,7 +22,7 @@ from dinoscope.io.paths import relpath
 from dinoscope.io.yolo import split_of
 from dinoscope.table import ObjectTable
 
-__all__ = ["read_class_folders", "read_image_folder"]
+__all__ = ["read_class_folders", "read_image_file", "read_image_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +114,44 @@ def read_image_folder(path: str | Path) -> ObjectTable:
     splits = [split_of(relpath(img, root), _DEFAULT_SPLIT) for img in images]
     for img, probe in zip(images, builder.add_images(images, splits), strict=True):
         builder.add_object(relpath(img, root), -1, (0.0, 0.0, float(probe.width), float(probe.height)), origin="image")
+    return builder.build()
+
+
+def read_image_file(path: str | Path, box: tuple[float, float, float, float] | None = None) -> ObjectTable:
+    """One image file as a one-object table: the box ``(x1, y1, x2, y2)`` in pixels, or the whole image.
+
+    Args:
+        path: The image file.
+        box: The object's box; None for the whole image (origin ``image``).
+
+    Returns:
+        A table of one unlabelled object (class id -1), rooted at the image's folder.
+
+    Raises:
+        DatasetFormatError: Not a readable image, or a box outside it or empty.
+
+    Example:
+        >>> read_image_file("query.jpg", box=(10, 20, 110, 90)).xyxy.tolist()  # doctest: +SKIP
+        [[10.0, 20.0, 110.0, 90.0]]
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise DatasetFormatError(f"{file}: no such image file; give the path of a .jpg/.png image")
+    builder = TableBuilder(file.parent, (), "images")
+    (probe,) = builder.add_images([file], [_DEFAULT_SPLIT])
+    if probe.error:
+        raise DatasetFormatError(f"{file}: not a readable image ({probe.error}); give a .jpg/.png image")
+    w, h = float(probe.width), float(probe.height)
+    if box is None:
+        builder.add_object(file.name, -1, (0.0, 0.0, w, h), origin="image")
+        return builder.build()
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
+        raise DatasetFormatError(
+            f"{file}: box {x1:g},{y1:g},{x2:g},{y2:g} is not inside the {w:g}x{h:g} image with x1 < x2 and y1 < y2; "
+            "give --box x1,y1,x2,y2 in pixels"
+        )
+    builder.add_object(file.name, -1, (x1, y1, x2, y2), origin="prediction")  # an unlabelled box
     return builder.build()
 
 

@@ -242,13 +242,17 @@ def _data_file(name: str, payload: dict[str, Any]) -> str:
 def _write_pages(view: Any, stage: Path) -> None:
     from dinoscope.report.class_page import class_payload, render_class
     from dinoscope.report.dataset_page import dataset_payload, render_dataset
+    from dinoscope.report.similar import similar_objects
 
     folder = stage / "data"
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"html": render_dataset(view), **dataset_payload(view)}
     (folder / "dataset.js").write_text(_data_file("dataset", payload), encoding="utf-8")
+    similar = similar_objects(view)  # the inspector's "similar objects", from the run's search index
     for c in range(len(view.data.names)):
         payload = {"html": render_class(view, c), **class_payload(view, c)}
+        if c in similar:
+            payload["objs"]["nn"] = similar[c]
         (folder / f"class-{c:03d}.js").write_text(_data_file(f"class-{c:03d}", payload), encoding="utf-8")
 
 

@@ -36,6 +36,8 @@ WORKFLOWS = {
     "seg train": "dinoscope.workflows.seg:SegTrainConfig",
     "seg predict": "dinoscope.workflows.seg:SegPredictConfig",
     "seg eval": "dinoscope.workflows.seg:SegEvalConfig",
+    "search": "dinoscope.workflows.search:SearchConfig",
+    "export": "dinoscope.workflows.export:ExportConfig",
 }
 
 

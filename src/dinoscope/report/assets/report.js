@@ -359,6 +359,7 @@
       ["duplicate group", o.dg[k] >= 0 ? String(o.dg[k]) + (o.keep[k] ? " (keep)" : " (drop)") + (o.lk[k] ? ' <span class="chip bad">crosses splits</span>' : "") : "-"],
       ["object id", "<code>" + esc(o.id[k]) + "</code>"]
     ];
+    if (o.nn) rows.push(["similar objects", '<button class="similar" type="button">show ' + o.nn[k].length + "</button>"]);
     var nav = list.length > 1
       ? '<button class="nav prev" title="previous (←)">‹</button><span class="muted">' + (current.pos + 1) + " / " + list.length + '</span><button class="nav next" title="next (→)">›</button>'
       : "";
@@ -374,12 +375,30 @@
       if (tried < sources.length) im.src = sources[tried];
       else im.parentNode.outerHTML = missing;
     });
+    var sim = $("button.similar", modal);
+    if (sim) sim.addEventListener("click", function () { showSimilar(o.nn[k], sim); });
     $(".modal-back", modal).addEventListener("click", closeModal);
     $(".close", modal).addEventListener("click", closeModal);
     if (list.length > 1) {
       $(".prev", modal).addEventListener("click", function () { step(-1); });
       $(".next", modal).addEventListener("click", function () { step(1); });
     }
+  }
+  // The nearest objects of the whole run, shipped per object (report/similar.py): a shipped one is a
+  // thumbnail that opens in the inspector, any other is listed by its label reference.
+  function showSimilar(nn, button) {
+    var list = nn.filter(function (n) { return n[1] >= 0; }).map(function (n) { return n[0] + ":" + n[1]; });
+    var items = nn.map(function (n) {
+      var cap = '<span class="muted small">' + fmt(n[3], 3) + " · " + esc(n[4]) + "</span>";
+      return n[1] >= 0
+        ? '<div class="sim-item"><a class="th" href="#" data-o="' + n[0] + ":" + n[1] + '">' + thumbHTML(n[0], n[2], CELL) + "</a>" + cap + "</div>"
+        : '<div class="sim-item">' + cap + "</div>";
+    });
+    var box = document.createElement("div");
+    box.className = "similar-list";
+    box.setAttribute("data-list", list.join(","));
+    box.innerHTML = items.join("") || '<p class="empty">No similar object.</p>';
+    button.parentNode.replaceChild(box, button);
   }
   function step(delta) {
     if (!current || current.list.length < 2) return;
