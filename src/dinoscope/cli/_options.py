@@ -59,6 +59,9 @@ PANELS = {
     "PatchRenderOptions": "Colours",
     "ReportOptions": "Report",
     "ProbeOptions": "Probe",
+    "AdaptLengthOptions": "Adaptation",
+    "AdaptRecipeOptions": "Adaptation",
+    "AdaptSafetyOptions": "Adaptation",
 }
 
 

@@ -36,6 +36,7 @@ WORKFLOWS = {
     "seg train": "dinoscope.workflows.seg:SegTrainConfig",
     "seg predict": "dinoscope.workflows.seg:SegPredictConfig",
     "seg eval": "dinoscope.workflows.seg:SegEvalConfig",
+    "adapt": "dinoscope.workflows.adapt:AdaptConfig",
 }
 
 
