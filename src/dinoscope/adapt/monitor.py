@@ -26,7 +26,7 @@ import numpy as np
 __all__ = ["COLLAPSE_FRAC", "N_MONITOR", "Check", "EvalSet", "compute_collapse_figures", "find_collapse"]
 
 #: Training images the collapse monitor embeds at every check.
-N_MONITOR = 256
+N_MONITOR = 128
 #: A figure below this share of the original backbone's marks a collapse.
 COLLAPSE_FRAC = 0.2
 _MIN_RANK = 2.0
