@@ -12,7 +12,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("lightly")
 
-from dinoscope.errors import DinoscopeError  # noqa: E402
 from dinoscope.workflows.adapt import adapt  # noqa: E402
 from tests.adapt.helpers import write_tiny_dinov2, write_toy_images  # noqa: E402
 
@@ -120,7 +119,9 @@ def test_efficientnet_adapts_offline_and_exports(images: Path, tmp_path: Path) -
     assert 0.5 < float(cos) < 1.0  # moved, not forgotten (the anchor)
 
 
-def test_collapse_guard_refuses_a_collapsed_model(dinov2: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_collapse_guard_refuses_a_collapsed_model(
+    dinov2: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
     from dinoscope.adapt import train
@@ -137,7 +138,8 @@ def test_collapse_guard_refuses_a_collapsed_model(dinov2: Path, images: Path, tm
 
     monkeypatch.setattr(train, "train_step", collapsing)
     args = ["adapt", str(images), "--model", str(dinov2), "--out", str(tmp_path / "run"), "--steps", "2",
-            "--checkpoint-every", "2", "--input-size", "28", "--batch-size", "4", "--workers", "0", "--local-crops", "1"]  # fmt: skip
+            "--checkpoint-every", "2", "--input-size", "28", "--batch-size", "4", "--workers", "0",
+            "--local-crops", "1"]  # fmt: skip
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 1
     lines = [line for line in res.output.strip().splitlines() if line.strip()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ def test_views_depend_only_on_seed_and_position(tmp_path: Path) -> None:
 def test_schedules() -> None:
     assert objective.teacher_temp_at(0, 100) == 0.04 and objective.teacher_temp_at(30, 100) == pytest.approx(0.07)
     m = [objective.momentum_at(k, 50) for k in range(51)]
-    assert m[0] == 0.996 and m[-1] == 1.0 and all(x <= y for x, y in zip(m, m[1:], strict=False))
+    assert m[0] == 0.996 and m[-1] == 1.0 and all(x <= y for x, y in itertools.pairwise(m))
     assert objective.lr_factor(9, 100, 10, True) == 0.0  # frozen backbone during the head warm-up
     assert 0 < objective.lr_factor(10, 100, 10, True) < objective.lr_factor(18, 100, 10, True) <= 1.0
     assert objective.lr_factor(99, 100, 10, True) < 0.05 and objective.lr_factor(0, 100, 10, False) == 1.0

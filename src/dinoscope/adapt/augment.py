@@ -5,8 +5,8 @@ PIL images (PIL's colour and resize kernels: ~10x faster per view on CPUs than o
 
 - 2 global crops: ``RandomResizedCrop(S, scale=(0.32, 1.0))`` (bicubic), horizontal flip (p 0.5), colour jitter
   (brightness 0.4, contrast 0.4, saturation 0.2, hue 0.1; p 0.8), grayscale (p 0.2); then a Gaussian blur
-  (PIL's, radius 0.1-2, as DINO's code) with probability **1.0 on the first global crop and 0.1 on the second**, and solarise
-  (p 0.2) on the second only;
+  (PIL's, radius 0.1-2, as DINO's code) with probability **1.0 on the first global crop and 0.1 on the
+  second**, and solarise (p 0.2) on the second only;
 - ``local_crops`` local crops: ``RandomResizedCrop(s, scale=(0.05, 0.32))`` with ``s = S * 98 / 224`` rounded to
   the backbone's patch (14 for ViTs: 224 -> 98; 32 for EfficientNet: 224 -> 96), flip, jitter, grayscale and
   blur with probability 0.5.
@@ -182,7 +182,6 @@ class MultiCropStream:
 
     def __getitem__(self, position: int) -> list[torch.Tensor]:
         import torch
-
         from PIL import Image
 
         image = Image.fromarray(self.pixels(self.image_of(position)))

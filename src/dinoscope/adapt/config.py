@@ -20,12 +20,7 @@ __all__ = ["AdaptLengthOptions", "AdaptRecipeOptions", "AdaptSafetyOptions"]
 class AdaptLengthOptions(StrictModel):
     """How long ``adapt`` trains, how often it saves, on how many processes."""
 
-    steps: int | None = Field(
-        None,
-        ge=1,
-        description="Optimiser steps (default: --epochs passes over the images, else 1000 on GPU, 300 on CPU).",
-    )
-    epochs: float | None = Field(None, gt=0.0, description="Passes over the images (instead of --steps).")
+    steps: int | None = Field(None, ge=1, description="Optimiser steps (default: 1000 on GPU, 300 on CPU).")
     checkpoint_every: int = Field(
         50, ge=1, description="Save the full training state, and check the features (probe/collapse), every N steps."
     )

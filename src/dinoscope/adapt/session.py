@@ -132,8 +132,6 @@ def _settings(config: Any, device: str, world: int, n_images: int, spec_size: in
     kind = "cuda" if device.startswith("cuda") else "cpu"
     batch, steps = _DEFAULTS[kind]
     batch = config.batch_size or batch
-    if config.steps is None and config.epochs is not None:
-        steps = max(1, round(config.epochs * n_images / (batch * world)))
     steps = config.steps or steps
     return {
         "steps": steps,
