@@ -145,3 +145,25 @@ def test_collapse_guard_refuses_a_collapsed_model(
     lines = [line for line in res.output.strip().splitlines() if line.strip()]
     assert "collapsed at step 2" in " ".join(lines) and "nothing exported" in " ".join(lines)
     assert not (tmp_path / "run" / "backbone").exists()
+
+
+@pytest.mark.slow
+def test_eval_probe_picks_the_best_check_and_stops_early(
+    dinov2: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planted kNN scores 0.9 (the original), 0.95 (step 1), then worse: step 1 is exported, patience 2 stops at 3."""
+    from dinoscope.adapt import monitor
+    from dinoscope.embed.registry import create_backend
+
+    scores = iter([0.9, 0.95, 0.8, 0.7, 0.6, 0.5])
+    monkeypatch.setattr(monitor, "knn_score", lambda v, e: {"knn_balanced_accuracy": next(scores), "knn_accuracy": 0.5})
+    labelled = write_toy_images(tmp_path / "labelled", n=8, seed=1, classes=True)
+    result = _run(dinov2, images, tmp_path / "run", steps=6, checkpoint_every=1, eval=labelled, patience=2,
+                  head_warmup=0, lr=1e-3)  # fmt: skip
+    assert result.stopped_early and result.steps == 3
+    assert result.best["step"] == 1 and result.best["score"] == 0.95
+    assert [c["figures"]["knn_balanced_accuracy"] for c in result.checks] == [0.9, 0.95, 0.8, 0.7]
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=False)["backbone"]
+    exported = create_backend(str(result.backbone)).module.state_dict()
+    key = "embeddings.patch_embeddings.projection.weight"
+    assert torch.equal(exported[key], best[f"module.{key}"])
