@@ -86,3 +86,25 @@ def test_two_processes_on_gloo(tmp_path: Path) -> None:
     assert result.steps == 2 and result.backbone is not None and (result.backbone / "model.safetensors").is_file()
     state = load_state(tmp_path / "run" / "checkpoints" / "last.pt")
     assert state["settings"]["processes"] == 2 and state["data"]["next_position"] == 2 * 2 * 2
+
+
+@pytest.mark.slow
+def test_timm_vit_masks_patches_with_its_mask_token(tmp_path: Path) -> None:
+    timm = pytest.importorskip("timm")
+    from dinoscope.adapt.model import build_backbone, parameter_groups
+
+    weights = tmp_path / "vit.pth"
+    torch.save(timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0).state_dict(), weights)
+    net = build_backbone("timm:vit_tiny_patch16_224", weights=str(weights), input_size=32).eval()
+    assert net.kind == "timm-vit" and net.grid(32) == (2, 2)
+    x = torch.randn(2, 3, 32, 32)
+    mask = torch.tensor([[[True, False], [False, False]], [[False, False], [False, False]]])
+    with torch.no_grad():
+        net.mask_token.fill_(3.0)
+        cls, patches = net(x)
+        cls_m, patches_m = net(x, mask)
+    assert patches.shape == (2, 4, 192)
+    assert not torch.allclose(patches_m[0], patches[0]) and torch.allclose(patches_m[1], patches[1])
+    groups = parameter_groups(net, torch.nn.Linear(192, 8), lr=1.0)
+    scales = {round(g["lr_scale"], 4) for g in groups if g["is_backbone"]}
+    assert max(scales) == 1.0 and min(scales) == pytest.approx(0.9**13 * 0.2, rel=1e-3)  # 12 blocks + patch embed

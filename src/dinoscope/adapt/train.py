@@ -43,8 +43,8 @@ LOG_COLUMNS = (
     "feature_std", "effective_rank", "teacher_entropy", "knn_balanced_accuracy", "knn_accuracy", "collapsed",
 )  # fmt: skip
 _CLIP_NORM = 3.0
-#: Patch grids smaller than this get single-patch masks (lightly's blocks need at least 4 patches a block).
-_MIN_BLOCK_GRID = 16
+#: Patch grids smaller than this get single-patch masks (lightly draws >= 10 % of the patches in blocks of >= 4).
+_MIN_BLOCK_GRID = 40
 
 
 def positions(step: int, rank: int, world: int, batch: int) -> range:
