@@ -105,6 +105,7 @@ def test_timm_vit_masks_patches_with_its_mask_token(tmp_path: Path) -> None:
         cls_m, patches_m = net(x, mask)
     assert patches.shape == (2, 4, 192)
     assert not torch.allclose(patches_m[0], patches[0]) and torch.allclose(patches_m[1], patches[1])
+    assert not torch.allclose(cls_m[0], cls[0])  # the masked patch reaches the class token through attention
     groups = parameter_groups(net, torch.nn.Linear(192, 8), lr=1.0)
     scales = {round(g["lr_scale"], 4) for g in groups if g["is_backbone"]}
     assert max(scales) == 1.0 and min(scales) == pytest.approx(0.9**13 * 0.2, rel=1e-3)  # 12 blocks + patch embed
