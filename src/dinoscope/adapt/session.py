@@ -189,6 +189,7 @@ def build_session(config: Any, device: str, dist: Distributed | None) -> Session
         settings = {**settings, "steps": config.steps}
     nets = build_nets(backbone, settings["head_prototypes"], settings["anchor"], settings["seed"]).to(device)
     student = dist.wrap(nets.student) if dist else nets.student
+    student = torch.compile(student) if config.compile else student
     optimiser = torch.optim.AdamW(parameter_groups(nets.student.backbone, nets.student.head, settings["lr"]))
     scaler = torch.amp.GradScaler(enabled=settings["precision"] == "fp16" and device.startswith("cuda"))
     size = settings["global_size"]
