@@ -111,9 +111,9 @@ class Session:
         self.checks.append(check)
         if self.history and self.history[-1]["step"] == self.step:
             self.history[-1].update(check.figures, collapsed=int(check.collapsed))
-        loss = self.history[-1]["loss"] if self.history else float("nan")
+        loss = f"loss {self.history[-1]['loss']:.3f}; " if self.history else "the original backbone; "
         shown = ", ".join(f"{k} {v:.3f}" for k, v in check.figures.items())
-        logger.info("step %d/%d: loss %.3f; teacher %s", self.step, self.total, loss, shown)
+        logger.info("step %d/%d: %steacher %s", self.step, self.total, loss, shown)
         stop = check.collapsed
         if check.collapsed:
             logger.warning("step %d: the features collapsed (%s); stopping", self.step, check.reason)
