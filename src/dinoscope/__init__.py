@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from dinoscope.report import build_report
     from dinoscope.run import Run
     from dinoscope.table import ObjectTable
+    from dinoscope.workflows.adapt import adapt
     from dinoscope.workflows.analyze import analyze
     from dinoscope.workflows.check import check
     from dinoscope.workflows.pipeline import run_pipeline
@@ -71,6 +72,7 @@ __all__ = [
     "Run",
     "VideoError",
     "__version__",
+    "adapt",
     "analyze",
     "build_report",
     "check",
@@ -102,6 +104,7 @@ _LAZY = {
     "analyze": "dinoscope.workflows.analyze",
     "check": "dinoscope.workflows.check",
     "probe": "dinoscope.workflows.probe",
+    "adapt": "dinoscope.workflows.adapt",
     "run_video": "dinoscope.workflows.video",
     "build_report": "dinoscope.report",
     "create_backend": "dinoscope.embed.registry",

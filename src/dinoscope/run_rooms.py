@@ -74,6 +74,37 @@ class RoomsMixin:
         """``searches/<name>.html``: the page of one ``dinoscope search`` (the folder is created on first use)."""
         return self.room("searches") / f"{name}.html"
 
+    # --- adaptation (dinoscope adapt): DIR/backbone/, DIR/checkpoints/, DIR/log.csv, DIR/adapt.yaml ----------
+    @property
+    def backbone_dir(self) -> Path:
+        """``backbone/``: the adapted backbone that ``dinoscope embed --model DIR/backbone`` loads."""
+        return self.path / "backbone"
+
+    @property
+    def adapt_log_path(self) -> Path:
+        """``log.csv``: one row per adaptation step (losses, lr, momentum, check figures)."""
+        return self.path / "log.csv"
+
+    @property
+    def adapt_yaml_path(self) -> Path:
+        return self.path / "adapt.yaml"
+
+    def read_adapt_yaml(self) -> dict[str, Any]:
+        """``adapt.yaml`` ({} when absent)."""
+        import yaml
+
+        path = self.adapt_yaml_path
+        return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
+
+    def write_adapt_yaml(self, sections: dict[str, Any]) -> None:
+        """Merge top-level sections into ``adapt.yaml`` (atomically)."""
+        import yaml
+
+        doc = {**self.read_adapt_yaml(), **sections}
+        tmp = self.adapt_yaml_path.with_suffix(".yaml.tmp")
+        tmp.write_text(yaml.safe_dump(json.loads(json.dumps(doc, default=json_default)), sort_keys=False), "utf-8")
+        tmp.replace(self.adapt_yaml_path)
+
     # --- evaluation (dinoscope errors) -----------------------------------------------------------------------
     @property
     def metrics_path(self) -> Path:

@@ -62,6 +62,9 @@ PANELS = {
     "NeighboursOptions": "Analysis",
     "SearchQueryOptions": "Query",
     "ExportOptions": "Export",
+    "AdaptLengthOptions": "Adaptation",
+    "AdaptRecipeOptions": "Adaptation",
+    "AdaptSafetyOptions": "Adaptation",
 }
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from dinoscope._version import __version__
+from dinoscope.cli import adapt as adapt_cmd
 from dinoscope.cli import analyze as analyze_cmd
 from dinoscope.cli import check as check_cmd
 from dinoscope.cli import demo as demo_cmd
@@ -61,6 +62,7 @@ app.command("probe", no_args_is_help=True)(probe_cmd.command())
 app.command("demo")(demo_cmd.command())
 app.command("search", no_args_is_help=True)(search_cmd.command())
 app.command("export", no_args_is_help=True)(export_cmd.command())
+app.command("adapt", no_args_is_help=True)(adapt_cmd.command())
 app.add_typer(embed_cmd.cache_app, name="cache")
 patches_cmd.register(patches_cmd.patches_app)
 app.add_typer(patches_cmd.patches_app, name="patches")

@@ -101,6 +101,8 @@ def create_backend(model: str = DEFAULT_MODEL, **options: Any) -> Backend:
     if model.startswith("onnx:") or model.lower().endswith(".onnx"):
         return _call("dinoscope.embed.backends.onnx_backend:create_onnx", model.removeprefix("onnx:"), options)
     path = Path(model).expanduser()
+    if path.is_dir() and (path / "dinoscope-backbone.json").is_file():  # written by `dinoscope adapt`
+        return _call("dinoscope.embed.backends.adapted:create_adapted", model, options)
     if path.is_dir():
         return _call(f"{_HF}:create_from_folder", str(path), options)
     if path.is_file() and path.suffix in (".pth", ".pt"):

@@ -38,6 +38,7 @@ WORKFLOWS = {
     "seg eval": "dinoscope.workflows.seg:SegEvalConfig",
     "search": "dinoscope.workflows.search:SearchConfig",
     "export": "dinoscope.workflows.export:ExportConfig",
+    "adapt": "dinoscope.workflows.adapt:AdaptConfig",
 }
 
 
