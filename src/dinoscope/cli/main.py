@@ -9,6 +9,7 @@ import typer
 from dinoscope._version import __version__
 from dinoscope.cli import analyze as analyze_cmd
 from dinoscope.cli import check as check_cmd
+from dinoscope.cli import curate as curate_cmd
 from dinoscope.cli import demo as demo_cmd
 from dinoscope.cli import embed as embed_cmd
 from dinoscope.cli import errors as errors_cmd
@@ -57,6 +58,7 @@ app.command("video", no_args_is_help=True)(video_cmd.command())
 app.command("errors", no_args_is_help=True)(errors_cmd.command())
 app.command("probe", no_args_is_help=True)(probe_cmd.command())
 app.command("demo")(demo_cmd.command())
+app.command("select", no_args_is_help=True)(curate_cmd.select_command())
 app.add_typer(embed_cmd.cache_app, name="cache")
 patches_cmd.register(patches_cmd.patches_app)
 app.add_typer(patches_cmd.patches_app, name="patches")

@@ -27,6 +27,7 @@ WORKFLOWS = {
     "report": "dinoscope.workflows.report:ReportConfig",
     "probe": "dinoscope.workflows.probe:ProbeConfig",
     "demo": "dinoscope.workflows.demo:DemoConfig",
+    "select": "dinoscope.workflows.select:SelectConfig",
     "patches fit": "dinoscope.workflows.patches:PatchFitConfig",
     "patches render": "dinoscope.workflows.patches:PatchRenderConfig",
     "patches merge": "dinoscope.workflows.patches:PatchMergeConfig",

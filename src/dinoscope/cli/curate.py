@@ -1,0 +1,40 @@
+"""``dinoscope select``, ``prune`` and ``split``: which images to label next, which to drop, a leak-free split."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dinoscope.cli._common import handle_errors, out_console
+from dinoscope.cli._options import Invocation, config_command
+from dinoscope.config import build_config
+
+
+def _select(call: Invocation) -> None:
+    """Choose unlabelled images to label next: typical (TypiClust), covering (ProbCover) or where loss is high.
+
+    Never chooses a near-duplicate of a labelled image or of another chosen one. Writes OUT/selected.csv,
+    selected.txt, images/ (links or copies) and report/select.html (the chosen set on the map).
+    """
+    from dinoscope.workflows.select import SelectConfig, select_from_config
+
+    with handle_errors():
+        result = select_from_config(build_config(SelectConfig, **call.settings))
+    info, strategy = result.info, call.settings.get("strategy", "typicality")
+    out_console.print(
+        f"[bold]{len(result.selected)} images chosen[/bold] ({strategy}) "
+        f"from a pool of {info['n_pool']} ({info['n_labelled']} labelled, {info['n_blocked_copies_of_labelled']} pool "
+        f"images left out as copies of labelled ones)",
+        soft_wrap=True,
+    )
+    if info.get("n_short"):
+        out_console.print(f"  {info['n_short']} fewer than the budget: every other pool image is a copy of one chosen")
+    out_console.print(f"run: {result.run_dir}  (selected.csv, selected.txt, images/)")
+    if result.page is not None:
+        out_console.print(f"[bold]map: {result.page}[/bold]")
+
+
+def select_command() -> Callable[..., None]:
+    """The generated ``dinoscope select`` command."""
+    from dinoscope.workflows.select import SelectConfig
+
+    return config_command(SelectConfig, _select, arguments=("source",))
