@@ -38,3 +38,35 @@ def select_command() -> Callable[..., None]:
     from dinoscope.workflows.select import SelectConfig
 
     return config_command(SelectConfig, _select, arguments=("source",))
+
+
+def _prune(call: Invocation) -> None:
+    """Keep the most useful images of a run: near-duplicates go first, then the easy centre of regions the model
+    does well on; high-loss, boundary and sub-group-representative objects stay; class floors win.
+
+    --keep counts images (a fraction <= 1 or a number); a kept image keeps all its labels. Writes OUT/kept.csv,
+    dropped.csv, dropped_summary.csv and, with --export yolo|coco, the reduced dataset in OUT/dataset/.
+    """
+    from dinoscope.workflows.prune import PruneConfig, prune_from_config
+
+    with handle_errors():
+        result = prune_from_config(build_config(PruneConfig, **call.settings))
+    info = result.info
+    out_console.print(
+        f"[bold]{result.n_images_kept} of {result.n_images} images kept[/bold] "
+        f"({len(result.kept)} rows in kept.csv, {len(result.dropped)} in dropped.csv); {info['n_copies']} objects "
+        f"were copies; {info.get('n_over_budget', 0)} images added back for the class floors",
+        soft_wrap=True,
+    )
+    counts = result.dropped["reason"].value_counts()
+    out_console.print("dropped: " + ", ".join(f"{k} {v}" for k, v in counts.items()), soft_wrap=True)
+    out_console.print(f"run: {result.run_dir}  (kept.csv, dropped.csv, dropped_summary.csv)")
+    if result.dataset is not None:
+        out_console.print(f"[bold]dataset: {result.dataset}[/bold]")
+
+
+def prune_command() -> Callable[..., None]:
+    """The generated ``dinoscope prune`` command."""
+    from dinoscope.workflows.prune import PruneConfig
+
+    return config_command(PruneConfig, _prune, arguments=("run",))

@@ -28,6 +28,7 @@ WORKFLOWS = {
     "probe": "dinoscope.workflows.probe:ProbeConfig",
     "demo": "dinoscope.workflows.demo:DemoConfig",
     "select": "dinoscope.workflows.select:SelectConfig",
+    "prune": "dinoscope.workflows.prune:PruneConfig",
     "patches fit": "dinoscope.workflows.patches:PatchFitConfig",
     "patches render": "dinoscope.workflows.patches:PatchRenderConfig",
     "patches merge": "dinoscope.workflows.patches:PatchMergeConfig",

@@ -37,9 +37,10 @@ from dinoscope.options import (
 from dinoscope.progress import Clock
 from dinoscope.run import Run
 from dinoscope.table import ObjectTable
+from dinoscope.workflows._curation import load_vectors
 from dinoscope.workflows._stages import default_out, embedding_into_run, record
 
-__all__ = ["SelectConfig", "SelectResult", "load_vectors", "select", "select_from_config"]
+__all__ = ["SelectConfig", "SelectResult", "select", "select_from_config"]
 
 logger = logging.getLogger(__name__)
 #: Largest run mapped with UMAP on the select page (PCA above).
@@ -129,19 +130,6 @@ def select_from_config(config: SelectConfig) -> SelectResult:
         result.page = _page(run, vectors, status, config, sel.info)
     run.write_yaml({"select": {"info": sel.info, "n_selected": len(selected), "seconds": timings}})
     return result
-
-
-def load_vectors(store_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """((M, D) float32 unit vectors of the rows that have one, (N,) bool: which rows) from a run's store."""
-    from dinoscope.embed.store import EmbeddingStore
-
-    store = EmbeddingStore.open(store_path.parent, store_path.stem)
-    valid = store.valid_mask()
-    if not valid.any():
-        raise DinoscopeError(f"{store_path}: no vectors (no readable image)")
-    vectors = np.ascontiguousarray(store.vectors[valid], dtype=np.float32)
-    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    return vectors, valid
 
 
 def _objects(config: SelectConfig, labelled_run: Run) -> tuple[ObjectTable, Path]:
