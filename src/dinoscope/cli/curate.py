@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rich.table import Table
+
 from dinoscope.cli._common import handle_errors, out_console
 from dinoscope.cli._options import Invocation, config_command
 from dinoscope.config import build_config
@@ -70,3 +72,40 @@ def prune_command() -> Callable[..., None]:
     from dinoscope.workflows.prune import PruneConfig
 
     return config_command(PruneConfig, _prune, arguments=("run",))
+
+
+def _split(call: Invocation) -> None:
+    """Re-split a dataset into train / val / test without leaks: near-duplicate images and images of one group,
+    source or video always land in the same split; classes stratified by ratio.
+
+    Writes OUT/split.csv, OUT/splits/<split>.txt and, with --export yolo|coco, the re-split dataset in
+    OUT/dataset/ (the source dataset is never changed). The leakage analysis re-checks the new split.
+    """
+    from dinoscope.workflows.split import SplitConfig, split_dataset_from_config
+
+    with handle_errors():
+        result = split_dataset_from_config(build_config(SplitConfig, **call.settings))
+    table = Table(title="images and objects per split", title_justify="left")
+    table.add_column("split")
+    for column in result.counts.columns:
+        table.add_column(str(column), justify="right")
+    for split, row in result.counts.iterrows():
+        table.add_row(str(split), *(str(v) for v in row))
+    out_console.print(table)
+    n_units = int(result.images["unit"].nunique())
+    n_groups = int(result.images.loc[result.images["copy_group"] >= 0, "copy_group"].nunique())
+    out_console.print(
+        f"{len(result.images)} images in {n_units} units kept whole ({n_groups} near-duplicate groups); "
+        f"[bold]{result.leakage['n_leaked']} near-duplicates across splits[/bold]",
+        soft_wrap=True,
+    )
+    out_console.print(f"run: {result.run_dir}  (split.csv, splits/)")
+    if result.dataset is not None:
+        out_console.print(f"[bold]dataset: {result.dataset}[/bold]")
+
+
+def split_command() -> Callable[..., None]:
+    """The generated ``dinoscope split`` command."""
+    from dinoscope.workflows.split import SplitConfig
+
+    return config_command(SplitConfig, _split, arguments=("dataset",))

@@ -29,6 +29,7 @@ WORKFLOWS = {
     "demo": "dinoscope.workflows.demo:DemoConfig",
     "select": "dinoscope.workflows.select:SelectConfig",
     "prune": "dinoscope.workflows.prune:PruneConfig",
+    "split": "dinoscope.workflows.split:SplitConfig",
     "patches fit": "dinoscope.workflows.patches:PatchFitConfig",
     "patches render": "dinoscope.workflows.patches:PatchRenderConfig",
     "patches merge": "dinoscope.workflows.patches:PatchMergeConfig",
