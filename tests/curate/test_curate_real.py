@@ -76,3 +76,26 @@ def test_ppe_select_a_third_never_picks_two_copies(real_ppe: tuple, tmp_path: Pa
     assert not set(chosen) & labelled_photos  # never a copy of a labelled photo
     assert twice <= {INVISIBLE_COPY}
     assert len(chosen) >= budget - 5  # it stops short only when every other image is a copy
+
+
+@pytest.mark.slow
+def test_ppe_split_leaves_no_copy_across_splits(real_ppe: tuple, ppe_dir: Path, tmp_path: Path) -> None:
+    from dinoscope.analysis.leakage import find_leakage
+    from dinoscope.workflows.split import split_dataset
+
+    table, groups, _ = real_ppe
+    result = split_dataset(dataset=ppe_dir, model="efficientnet-lite0", precision=PRECISION, device="cpu",
+                           out=tmp_path / "split")  # fmt: skip
+    truth = dict(zip((Path(s).name for s in table.data["source"]), groups, strict=True))
+    images = result.images.assign(photo=[truth[Path(s).name] for s in result.images["source"]])
+    judged = images[images["photo"] >= 0]
+    crossing = judged.groupby("photo")["split"].nunique()
+    share = images["split"].value_counts(normalize=True)
+    print(
+        f"\nPPE split ({PRECISION}): {dict(share.round(3))}; near-duplicates across splits "
+        f"{result.leakage['n_leaked']}; photos across splits (truth) {int((crossing > 1).sum())} of {len(crossing)}"
+    )
+    assert result.leakage["n_leaked"] == 0
+    assert find_leakage(images["copy_group"].to_numpy(), images["split"].to_numpy()).info["n_leaked"] == 0
+    assert int((crossing > 1).sum()) <= 1  # only the rotated copy no neighbour rule sees (00599), if any
+    assert abs(share["train"] - 0.7) < 0.03 and abs(share["val"] - 0.2) < 0.03

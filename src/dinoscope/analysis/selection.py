@@ -10,10 +10,11 @@ At small budgets, typicality and coverage on self-supervised features beat rando
   candidate radius whose balls stay pure (>= 95 % of rows' balls hold one k-means region, k = ``n_purity``);
   greedy max coverage: labelled rows cover their balls first, then each pick is the pool row whose ball holds
   the most uncovered rows. When everything is covered the remaining picks follow typicality.
-- ``loss`` — loss-weighted: the same regions; a region's loss is the mean loss of its labelled rows, shrunk
-  towards the global mean by :data:`LOSS_PRIOR` pseudo-rows; budget goes to regions in proportion to
-  ``loss x pool rows`` (D'Hondt: the next pick goes to the region with the highest ``need / (picks + 1)``),
-  and inside a region to its most typical pool row. Needs per-row losses (``dinoscope errors``).
+- ``loss`` — loss-weighted: coarse k-means regions holding about :data:`LABELLED_PER_REGION` labelled rows
+  each; a region's loss is the mean loss of its labelled rows, shrunk towards the global mean by
+  :data:`LOSS_PRIOR` pseudo-rows; budget goes to regions in proportion to ``loss x pool rows`` (D'Hondt: the
+  next pick goes to the region with the highest ``need / (picks + 1)``), and inside a region in TypiClust's
+  order over the fine regions. Needs per-row losses (``dinoscope errors``).
 
 Never near-duplicates: a pool row in the same copy group (:func:`~.curation.find_copy_groups`) as a labelled
 row is never chosen, and once a row is chosen the rest of its group is out. When too few rows remain, fewer
@@ -53,6 +54,8 @@ MAX_REGIONS = 1000
 PURITY = 0.95
 #: Pseudo-rows at the global mean loss added to each region (shrinks regions with few labelled rows).
 LOSS_PRIOR = 2.0
+#: Labelled rows per loss region (the loss strategy's coarse k-means), so that a region's mean loss is measured.
+LABELLED_PER_REGION = 10
 
 
 @dataclass
@@ -128,7 +131,8 @@ def select_to_label(
     else:
         if loss is None or not np.isfinite(np.asarray(loss, dtype=float)[labelled]).any():
             raise ValueError("the loss strategy needs per-row losses of the labelled rows (run `dinoscope errors`)")
-        rows, score = _loss_weighted(region, labelled, np.asarray(loss, float), typicality, budget, picker, info)
+        loss = np.asarray(loss, float)
+        rows, score = _loss_weighted(vectors, region, labelled, loss, typicality, budget, picker, seed, info)
     info["n_selected"] = len(rows)
     info["n_short"] = int(budget - len(rows))
     if info["n_short"]:
@@ -196,36 +200,54 @@ def _typiclust(
 
 
 def _loss_weighted(
+    vectors: np.ndarray,
     region: np.ndarray,
     labelled: np.ndarray,
     loss: np.ndarray,
     typicality: np.ndarray,
     budget: int,
     picker: _Picker,
+    seed: int,
     info: dict[str, Any],
 ) -> tuple[list[int], list[float]]:
-    k = int(region.max()) + 1
+    """D'Hondt over coarse loss regions (about :data:`LABELLED_PER_REGION` labelled rows each), TypiClust's
+    order over the fine regions inside each."""
     known = labelled & np.isfinite(loss)
+    k = int(np.clip(known.sum() // LABELLED_PER_REGION, 2, MAX_REGIONS))
+    coarse, _ = fit_kmeans(vectors, k, seed=seed + 1)
     mean = float(loss[known].mean())
-    total = np.bincount(region[known], weights=loss[known], minlength=k)
-    count = np.bincount(region[known], minlength=k)
+    total = np.bincount(coarse[known], weights=loss[known], minlength=k)
+    count = np.bincount(coarse[known], minlength=k)
     region_loss = (total + LOSS_PRIOR * mean) / (count + LOSS_PRIOR) / max(mean, 1e-12)
-    queues = _region_queues(region, typicality, ~picker.blocked)
-    need = {c: region_loss[c] * len(q) for c, q in queues.items()}
-    heap = [(-need[c], c, 0) for c in queues]
-    heapq.heapify(heap)
+    n_fine = int(region.max()) + 1
+    queues = _region_queues(coarse * n_fine + region, typicality, ~picker.blocked)
+    sizes = np.bincount(region, minlength=n_fine)
+    covered = np.bincount(region[labelled], minlength=n_fine)
+    inner: dict[int, list[tuple[int, int, int]]] = {}
+    for key in queues:
+        inner.setdefault(key // n_fine, []).append((int(covered[key % n_fine]), -int(sizes[key % n_fine]), key))
+    for heap in inner.values():
+        heapq.heapify(heap)
+    need = {c: region_loss[c] * sum(len(queues[key]) for *_, key in heap) for c, heap in inner.items()}
+    outer = [(-need[c], c, 0) for c in inner]
+    heapq.heapify(outer)
     rows: list[int] = []
     score: list[float] = []
-    while heap and len(rows) < budget:
-        _, c, picks = heapq.heappop(heap)
-        row = _next_free(queues[c], picker)
+    while outer and len(rows) < budget:
+        _, c, picks = heapq.heappop(outer)
+        row = None
+        while inner[c] and row is None:
+            n_cov, neg_size, key = heapq.heappop(inner[c])
+            row = _next_free(queues[key], picker)
+            if row is not None:
+                heapq.heappush(inner[c], (n_cov + 1, neg_size, key))
         if row is None:
             continue
         picker.take(row)
         rows.append(row)
         score.append(float(region_loss[c]))
-        heapq.heappush(heap, (-need[c] / (picks + 2), c, picks + 1))
-    info.update(mean_loss=mean, prior_rows=LOSS_PRIOR, n_regions_with_loss=int((count > 0).sum()))
+        heapq.heappush(outer, (-need[c] / (picks + 2), c, picks + 1))
+    info.update(mean_loss=mean, prior_rows=LOSS_PRIOR, n_loss_regions=k, n_loss_regions_known=int((count > 0).sum()))
     return rows, score
 
 
