@@ -63,8 +63,8 @@ def fit_kmeans(vectors: np.ndarray, n_clusters: int, *, seed: int = 0) -> tuple[
     except ImportError:
         faiss = None
     if faiss is not None and len(x) > k:
-        km = faiss.Kmeans(x.shape[1], k, niter=20, seed=int(seed) + 1, spherical=True, verbose=False)
-        km.cp.max_points_per_centroid = 128
+        km = faiss.Kmeans(x.shape[1], k, niter=10, seed=int(seed) + 1, spherical=True, verbose=False)
+        km.cp.max_points_per_centroid = 64
         km.cp.min_points_per_centroid = 1
         km.train(x)
         centroids = np.asarray(km.centroids, dtype=np.float32)
