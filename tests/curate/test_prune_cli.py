@@ -58,3 +58,19 @@ def test_prune_box_run_keeps_whole_images_and_class_floors(tmp_path: Path) -> No
     assert (kept["reason"] == "background_share").sum() == 1  # 20 % of the 5 background images
     bad = runner.invoke(app, ["prune", str(tmp_path / "run"), "--keep", "2.5", "-o", str(tmp_path / "p2")])
     assert bad.exit_code == 1 and "whole" in bad.output and "Traceback" not in bad.output
+
+
+def test_prune_errors_run_keeps_the_failing_image(tmp_path: Path) -> None:
+    from tests.pipeline.test_errors import planted_dataset
+
+    data, preds = planted_dataset(tmp_path / "ds")  # scene.jpg: every planted error; easy.jpg: one clean hit
+    res = runner.invoke(app, ["errors", str(data), "-p", str(preds), "-o", str(tmp_path / "run"), "-m", "tiny-cnn",
+                              "--workers", "0", "--map-method", "none", "--no-report"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["prune", str(tmp_path / "run"), "--keep", "0.5", "--class-floor", "0",
+                              "-o", str(tmp_path / "pruned")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    kept = pd.read_csv(tmp_path / "pruned" / "kept.csv")
+    assert set(kept["source"]) == {"images/scene.jpg"} and "high_loss" in set(kept["reason"])
+    dropped = pd.read_csv(tmp_path / "pruned" / "dropped.csv")
+    assert set(dropped["source"]) == {"images/easy.jpg"}  # predictions never appear: ground truth only

@@ -154,7 +154,6 @@ def _lists(
     status = np.where(image >= 0, kept_images[np.maximum(image, 0)], False)
     reason[~use & status] = "same_image"
     reason[~use & ~status] = np.where(image[~use & ~status] < 0, "unreadable_image", "no_vector")
-    reason[use & status & (ranked.reason == "")] = "same_image"
     frame = pd.DataFrame({"object_id": d["object_id"], "source": d["source"], "reason": reason,
                           "class_name": d["class_name"], "region": region})  # fmt: skip
     frame = frame[(d["origin"] != "prediction").to_numpy()]
