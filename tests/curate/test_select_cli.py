@@ -57,3 +57,21 @@ def test_select_coverage_and_a_clear_line_without_losses(tmp_path: Path) -> None
     assert not (tmp_path / "cov" / "images").exists()
     res = runner.invoke(app, [*base, "--strategy", "loss", "-o", str(tmp_path / "loss")])
     assert res.exit_code == 1 and "dinoscope errors" in res.output and "Traceback" not in res.output
+
+
+def test_select_loss_strategy_reads_the_errors_run(tmp_path: Path) -> None:
+    from tests.pipeline.test_errors import planted_dataset
+
+    data, preds = planted_dataset(tmp_path / "ds")
+    res = runner.invoke(app, ["errors", str(data), "-p", str(preds), "-o", str(tmp_path / "run"), "-m", "tiny-cnn",
+                              "--workers", "0", "--map-method", "none", "--no-report"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    write_photos(tmp_path / "pool", list(range(10, 16)), copies=2)
+    res = runner.invoke(app, ["select", str(tmp_path / "pool"), "--labeled", str(tmp_path / "run"), "--budget", "3",
+                              "--strategy", "loss", "--model", "tiny-cnn", "--device", "cpu", "--copy-images", "copy",
+                              "-o", str(tmp_path / "sel")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    chosen = pd.read_csv(tmp_path / "sel" / "selected.csv")
+    assert len(chosen) == 3 and set(chosen["strategy"]) == {"loss"} and (chosen["score"] > 0).all()
+    assert len({_photo(s) for s in chosen["source"]}) == 3
+    assert all(not p.is_symlink() for p in (tmp_path / "sel" / "images").iterdir())  # copies, not links
