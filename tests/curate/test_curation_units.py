@@ -77,3 +77,20 @@ def test_units_join_keys_and_copies_and_assignment_keeps_ratios() -> None:
     split = assign_splits(counts, {"train": 0.7, "val": 0.2, "test": 0.1}, seed=0)
     shares = np.array([counts[split == s].sum(axis=0) / counts.sum(axis=0) for s in range(3)])
     assert np.abs(shares - np.array([[0.7], [0.2], [0.1]])).max() < 0.01
+
+
+def test_a_copy_the_graph_missed_is_caught_by_the_exact_check() -> None:
+    from dinoscope.analysis.base import NeighborGraph
+
+    x, photo = _photos(n_photos=60, copies=2)
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    for p in range(10):  # photos 0-9: their two copies never meet in the graph, as an approximate search can miss
+        a, b = np.flatnonzero(photo == p)
+        sims[a, b] = sims[b, a] = -np.inf
+    idx = np.argsort(-sims, axis=1)[:, :10]
+    blind = NeighborGraph(idx, np.take_along_axis(sims, idx, axis=1).astype(np.float32), np.arange(len(x)), "hnsw")
+    sel = select_to_label(x, np.zeros(len(x), bool), 200, "typicality", graph=blind)
+    chosen = photo[sel.rows]
+    assert len(chosen) == len(set(chosen)) >= 50  # no photo twice (a few blinded copies join a neighbour's group)
+    assert sel.info["n_dropped_by_exact_check"] >= 1

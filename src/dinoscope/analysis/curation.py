@@ -26,7 +26,15 @@ import numpy as np
 
 from dinoscope.analysis.base import NeighborGraph
 
-__all__ = ["build_curation_graph", "compute_typicality", "find_copy_groups", "fit_kmeans", "nearest_centroid"]
+__all__ = [
+    "build_curation_graph",
+    "compute_typicality",
+    "find_copy_groups",
+    "find_exact_copies",
+    "fit_kmeans",
+    "nearest_centroid",
+    "neighbour_scale",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -153,3 +161,42 @@ def find_copy_groups(
         groups[rows[join]] = groups[first[join]]
         info["n_attached"] = int(join.sum())
     return groups, info
+
+
+def neighbour_scale(graph: NeighborGraph, n: int, k: int = CURATION_K) -> np.ndarray:
+    """(N,) cosine distance from each row to its k-th graph neighbour: the local scale of the duplicate rule."""
+    k = min(k, graph.k)
+    sims = np.where(graph.indices[:, :k] >= 0, graph.sims[:, :k], np.nan)
+    out = np.zeros(n)
+    out[graph.rows] = np.nan_to_num(1.0 - np.nanmin(sims, axis=1), nan=0.0)
+    return out
+
+
+def find_exact_copies(
+    vectors: np.ndarray, rows: np.ndarray, others: np.ndarray, scale: np.ndarray, threshold: float, chunk: int = 65536
+) -> np.ndarray:
+    """(len(rows),) bool: the row is a copy, by the duplicate rule's relative distance computed exactly, of an
+    earlier row of ``rows`` or of any row of ``others`` (``(1 - cos) / min(scale_i, scale_j) <= threshold``, or
+    identical).
+
+    Example:
+        >>> x = np.eye(3, dtype=np.float32)[[0, 1, 0, 2]]
+        >>> find_exact_copies(x, np.array([0, 1, 2]), np.array([3]), np.ones(4), 0.1).tolist()
+        [False, False, True]
+    """
+    from dinoscope.analysis.duplicates_rules import IDENTICAL_DIST
+
+    chosen = np.asarray(vectors[rows], dtype=np.float32)
+    bad = np.zeros(len(rows), dtype=bool)
+    if not len(rows):
+        return bad
+    dist = 1.0 - chosen @ chosen.T
+    rho = dist / np.maximum(np.minimum(scale[rows][:, None], scale[rows][None, :]), 1e-12)
+    hit = (rho <= threshold) | (dist <= IDENTICAL_DIST)
+    bad |= np.tril(hit, k=-1).any(axis=1)  # a copy of an earlier choice
+    for start in range(0, len(others), chunk):
+        part = others[start : start + chunk]
+        dist = 1.0 - chosen @ np.asarray(vectors[part], dtype=np.float32).T
+        rho = dist / np.maximum(np.minimum(scale[rows][:, None], scale[part][None, :]), 1e-12)
+        bad |= ((rho <= threshold) | (dist <= IDENTICAL_DIST)).any(axis=1)
+    return bad

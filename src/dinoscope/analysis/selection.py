@@ -17,8 +17,10 @@ At small budgets, typicality and coverage on self-supervised features beat rando
   order over the fine regions. Needs per-row losses (``dinoscope errors``).
 
 Never near-duplicates: a pool row in the same copy group (:func:`~.curation.find_copy_groups`) as a labelled
-row is never chosen, and once a row is chosen the rest of its group is out. When too few rows remain, fewer
-than ``budget`` are returned (``info["n_short"]``).
+row is never chosen, and once a row is chosen the rest of its group is out. Because an approximate (HNSW) graph
+can miss a copy's partner, the chosen rows are then checked exactly against each other and against every
+labelled row with the same rule (:func:`~.curation.find_exact_copies`); a copy found is dropped and replaced.
+When too few rows remain, fewer than ``budget`` are returned (``info["n_short"]``).
 
 Example:
     >>> rng = np.random.default_rng(0)
@@ -40,7 +42,14 @@ import numpy as np
 from scipy import sparse
 
 from dinoscope.analysis.base import NeighborGraph
-from dinoscope.analysis.curation import build_curation_graph, compute_typicality, find_copy_groups, fit_kmeans
+from dinoscope.analysis.curation import (
+    build_curation_graph,
+    compute_typicality,
+    find_copy_groups,
+    find_exact_copies,
+    fit_kmeans,
+    neighbour_scale,
+)
 
 __all__ = ["MAX_REGIONS", "STRATEGIES", "Selection", "select_to_label"]
 
@@ -54,6 +63,8 @@ MAX_REGIONS = 1000
 PURITY = 0.95
 #: Pseudo-rows at the global mean loss added to each region (shrinks regions with few labelled rows).
 LOSS_PRIOR = 2.0
+#: Rounds of the exact check of the chosen rows (each drops the copies it finds and chooses again).
+_CHECK_ROUNDS = 3
 #: Labelled rows per loss region (the loss strategy's coarse k-means), so that a region's mean loss is measured.
 LABELLED_PER_REGION = 10
 
@@ -124,15 +135,30 @@ def select_to_label(
         "duplicates": dup_info,
     }
     picker = _Picker(groups, blocked)
-    if strategy == "typicality":
-        rows, score = _typiclust(region, labelled, typicality, budget, picker)
-    elif strategy == "coverage":
-        rows, score = _probcover(vectors, graph, labelled, typicality, budget, picker, n_purity, seed, info)
-    else:
-        if loss is None or not np.isfinite(np.asarray(loss, dtype=float)[labelled]).any():
-            raise ValueError("the loss strategy needs per-row losses of the labelled rows (run `dinoscope errors`)")
-        loss = np.asarray(loss, float)
-        rows, score = _loss_weighted(vectors, region, labelled, loss, typicality, budget, picker, seed, info)
+    if strategy == "loss" and (loss is None or not np.isfinite(np.asarray(loss, dtype=float)[labelled]).any()):
+        raise ValueError("the loss strategy needs per-row losses of the labelled rows (run `dinoscope errors`)")
+
+    def pick(k: int) -> tuple[list[int], list[float]]:
+        if strategy == "typicality":
+            return _typiclust(region, labelled, typicality, k, picker)
+        if strategy == "coverage":
+            return _probcover(vectors, graph, labelled, typicality, k, picker, n_purity, seed, info)
+        return _loss_weighted(vectors, region, labelled, np.asarray(loss, float), typicality, k, picker, seed, info)
+
+    rows, score = pick(budget)
+    scale = neighbour_scale(graph, n)
+    threshold = float(dup_info.get("threshold", 0.0))
+    n_dropped = 0
+    for _ in range(_CHECK_ROUNDS):  # the approximate graph can miss a copy: check the chosen rows exactly
+        bad = find_exact_copies(vectors, np.asarray(rows, np.int64), np.flatnonzero(labelled), scale, threshold)
+        if not bad.any():
+            break
+        n_dropped += int(bad.sum())
+        rows = [r for r, b in zip(rows, bad, strict=True) if not b]
+        score = [v for v, b in zip(score, bad, strict=True) if not b]
+        more, more_score = pick(budget - len(rows))
+        rows, score = rows + more, score + more_score
+    info["n_dropped_by_exact_check"] = n_dropped
     info["n_selected"] = len(rows)
     info["n_short"] = int(budget - len(rows))
     if info["n_short"]:
