@@ -18,6 +18,10 @@ Objects are ranked, images follow. Every object gets a keep priority in tiers (h
    (at least :data:`BOUNDARY_SHARE` of the graph neighbours carry another class) and ``representative`` (the
    member nearest the mean of each sub-group, from the run's ``clusters`` findings or else each region).
 
+Because an approximate (HNSW) graph can miss a copy's partner, the objects that decide the kept images are then
+checked exactly, region by region, with the same rule; a copy found drops to tier 0 and the images are chosen
+again (``info["n_copies_found_by_exact_check"]``).
+
 **Images**: an image's priority is the highest of its objects' (an image is worth its most valuable object),
 and the ``n_keep`` images of highest priority are kept whole: a kept image keeps every label, because removing a
 box from an image that stays would teach a detector that the object is background. Class floors win over the
@@ -43,7 +47,13 @@ import numpy as np
 import pandas as pd
 
 from dinoscope.analysis.base import NeighborGraph
-from dinoscope.analysis.curation import build_curation_graph, find_copy_groups, fit_kmeans, nearest_centroid
+from dinoscope.analysis.curation import (
+    build_curation_graph,
+    find_copy_groups,
+    fit_kmeans,
+    nearest_centroid,
+    neighbour_scale,
+)
 from dinoscope.analysis.detection_loss import HIGH_LOSS_RATIO
 
 __all__ = ["BOUNDARY_SHARE", "Pruning", "select_to_keep"]
@@ -54,6 +64,8 @@ logger = logging.getLogger(__name__)
 BOUNDARY_SHARE = 1 / 3
 #: Most k-means regions (about sqrt(N) below that).
 MAX_REGIONS = 1000
+#: Rounds of the exact copy check of the objects that decide the kept images.
+_CHECK_ROUNDS = 3
 
 
 @dataclass
@@ -132,11 +144,23 @@ def select_to_keep(
     reason_keep[copy], reason_drop[copy] = "near_duplicate_for_budget", "near_duplicate"
     reason_drop[(protected != "") & ~copy] = "budget"
 
-    image_priority = np.full(n_images, -1.0)
-    np.maximum.at(image_priority, image, priority)
-    order = np.lexsort((np.arange(n_images), -image_priority))
-    image_kept = np.zeros(n_images, dtype=bool)
-    image_kept[order[: min(n_keep, n_images)]] = True
+    scale = neighbour_scale(graph, n)
+    threshold = float(dup_info.get("threshold", 0.0))
+    n_missed = 0
+    for _ in range(_CHECK_ROUNDS):  # an approximate graph can miss a copy: check the deciding objects exactly
+        image_priority = np.full(n_images, -1.0)
+        np.maximum.at(image_priority, image, priority)
+        order = np.lexsort((np.arange(n_images), -image_priority))
+        image_kept = np.zeros(n_images, dtype=bool)
+        image_kept[order[: min(n_keep, n_images)]] = True
+        missed = _missed_copies(vectors, image, priority, image_kept, region, scale, threshold, copy)
+        if not len(missed):
+            break
+        n_missed += len(missed)
+        copy[missed] = True
+        priority[missed] = (priority[missed] % 1.0) / 10
+        reason_keep[missed], reason_drop[missed] = "near_duplicate_for_budget", "near_duplicate"
+    info["n_copies_found_by_exact_check"] = n_missed
     floor_added = _apply_floors(class_id, image, image_kept, order, class_floor, info)
 
     kept = image_kept[image]
@@ -148,6 +172,33 @@ def select_to_keep(
     info.update(n_objects=n, n_images=n_images, n_images_kept=int(image_kept.sum()), n_copies=int(copy.sum()),
                 n_objects_kept=int(kept.sum()))  # fmt: skip
     return Pruning(kept, reason.astype(object), image_kept, region, dist, info)
+
+
+def _missed_copies(
+    vectors: np.ndarray,
+    image: np.ndarray,
+    priority: np.ndarray,
+    image_kept: np.ndarray,
+    region: np.ndarray,
+    scale: np.ndarray,
+    threshold: float,
+    copy: np.ndarray,
+) -> np.ndarray:
+    """Rows that decide a kept image and are exact-rule copies of a higher-priority deciding row of the same
+    k-means region (near-identical vectors share a region; checked region by region, exactly)."""
+    from dinoscope.analysis.curation import find_exact_copies
+
+    rows = np.flatnonzero(image_kept[image] & ~copy)
+    best = np.full(len(image_kept), -1.0)
+    np.maximum.at(best, image[rows], priority[rows])
+    rows = rows[priority[rows] >= best[image[rows]]]
+    rows = rows[np.lexsort((rows, -priority[rows], region[rows]))]
+    out = []
+    bounds = np.flatnonzero(np.diff(region[rows])) + 1
+    for part in np.split(rows, bounds) if len(rows) else []:
+        if len(part) > 1:
+            out.append(part[find_exact_copies(vectors, part, part[:0], scale, threshold)])
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
 def _within_region_quantile(region: np.ndarray, dist: np.ndarray) -> np.ndarray:
