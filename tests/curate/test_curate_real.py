@@ -91,6 +91,9 @@ def test_ppe_split_leaves_no_copy_across_splits(real_ppe: tuple, ppe_dir: Path, 
     judged = images[images["photo"] >= 0]
     crossing = judged.groupby("photo")["split"].nunique()
     share = images["split"].value_counts(normalize=True)
+    rng = np.random.default_rng(0)  # baseline: each image to a split at random, 70 / 20 / 10
+    random = judged.assign(split=rng.choice(["train", "val", "test"], len(judged), p=[0.7, 0.2, 0.1]))
+    random_crossing = int((random.groupby("photo")["split"].nunique() > 1).sum())
     print(
         f"\nPPE split ({PRECISION}): {dict(share.round(3))}; near-duplicates across splits "
         f"{result.leakage['n_leaked']}; photos across splits (truth) {int((crossing > 1).sum())} of {len(crossing)}"
@@ -99,3 +102,4 @@ def test_ppe_split_leaves_no_copy_across_splits(real_ppe: tuple, ppe_dir: Path, 
     assert find_leakage(images["copy_group"].to_numpy(), images["split"].to_numpy()).info["n_leaked"] == 0
     assert int((crossing > 1).sum()) <= 1  # only the rotated copy no neighbour rule sees (00599), if any
     assert abs(share["train"] - 0.7) < 0.03 and abs(share["val"] - 0.2) < 0.03
+    assert random_crossing > 100
