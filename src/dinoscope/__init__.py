@@ -56,6 +56,9 @@ if TYPE_CHECKING:
     from dinoscope.workflows.check import check
     from dinoscope.workflows.pipeline import run_pipeline
     from dinoscope.workflows.probe import probe
+    from dinoscope.workflows.prune import prune
+    from dinoscope.workflows.select import select
+    from dinoscope.workflows.split import split_dataset
     from dinoscope.workflows.video import run_video
 
 __all__ = [
@@ -81,6 +84,7 @@ __all__ = [
     "list_videos",
     "probe",
     "probe_video",
+    "prune",
     "read_class_folders",
     "read_coco",
     "read_dataset",
@@ -93,6 +97,8 @@ __all__ = [
     "run_checks",
     "run_pipeline",
     "run_video",
+    "select",
+    "split_dataset",
     "write_coco",
     "write_yolo",
 ]
@@ -102,6 +108,9 @@ _LAZY = {
     "analyze": "dinoscope.workflows.analyze",
     "check": "dinoscope.workflows.check",
     "probe": "dinoscope.workflows.probe",
+    "select": "dinoscope.workflows.select",
+    "prune": "dinoscope.workflows.prune",
+    "split_dataset": "dinoscope.workflows.split",
     "run_video": "dinoscope.workflows.video",
     "build_report": "dinoscope.report",
     "create_backend": "dinoscope.embed.registry",
