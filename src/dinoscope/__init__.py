@@ -57,6 +57,9 @@ if TYPE_CHECKING:
     from dinoscope.workflows.check import check
     from dinoscope.workflows.pipeline import run_pipeline
     from dinoscope.workflows.probe import probe
+    from dinoscope.workflows.prune import prune
+    from dinoscope.workflows.select import select
+    from dinoscope.workflows.split import split_dataset
     from dinoscope.workflows.video import run_video
 
 __all__ = [
@@ -83,6 +86,7 @@ __all__ = [
     "list_videos",
     "probe",
     "probe_video",
+    "prune",
     "read_class_folders",
     "read_coco",
     "read_dataset",
@@ -95,6 +99,8 @@ __all__ = [
     "run_checks",
     "run_pipeline",
     "run_video",
+    "select",
+    "split_dataset",
     "write_coco",
     "write_yolo",
 ]
@@ -105,6 +111,9 @@ _LAZY = {
     "check": "dinoscope.workflows.check",
     "probe": "dinoscope.workflows.probe",
     "adapt": "dinoscope.workflows.adapt",
+    "select": "dinoscope.workflows.select",
+    "prune": "dinoscope.workflows.prune",
+    "split_dataset": "dinoscope.workflows.split",
     "run_video": "dinoscope.workflows.video",
     "build_report": "dinoscope.report",
     "create_backend": "dinoscope.embed.registry",

@@ -26,13 +26,19 @@ from dinoscope.config import StrictModel
 
 __all__ = [
     "AnalysisOptions",
+    "BudgetOptions",
     "CacheOptions",
     "ClassesOptions",
     "CropOptions",
     "DatasetOptions",
     "DeviceOptions",
     "EmbeddingOptions",
+    "DatasetExportOptions",
+    "ExportTargetOptions",
     "FrameOptions",
+    "ImageCopyOptions",
+    "KeepOptions",
+    "LabeledOptions",
     "ModelOptions",
     "ObjectsOptions",
     "OutputOptions",
@@ -46,6 +52,8 @@ __all__ = [
     "SeedOptions",
     "SelectOptions",
     "SourceOptions",
+    "SplitByOptions",
+    "SplitRatioOptions",
     "SplitsOptions",
     "StrideOptions",
     "WorkersOptions",
@@ -292,9 +300,66 @@ class SearchQueryOptions(StrictModel):
     object: str | None = Field(None, description="Query by an object of the run: its object_id.")
 
 
-class ExportOptions(StrictModel):
+class ExportTargetOptions(StrictModel):
     """What ``dinoscope export`` writes."""
 
     to: Literal["parquet", "fiftyone"] = Field(
         "parquet", description="parquet (tables for DuckDB/pandas) or fiftyone (a FiftyOne dataset directory)."
+# --- curation: select, prune, split (issue 15) ----------------------------------------------------------------
+class LabeledOptions(StrictModel):
+    """The labelled data a selection builds on."""
+
+    labeled: Path = Field(description="Run directory of the labelled data (`dinoscope analyze`, `embed` or `errors`).")
+
+
+class BudgetOptions(StrictModel):
+    """How many images to choose, and how."""
+
+    budget: int = Field(ge=1, description="Images to choose.")
+    strategy: Literal["typicality", "coverage", "loss"] = Field(
+        "typicality",
+        description="typicality (TypiClust), coverage (ProbCover) or loss (regions whose labelled images have high "
+        "loss; needs a `dinoscope errors` run).",
+    )
+
+
+class ImageCopyOptions(StrictModel):
+    """How chosen images are placed in the output folder."""
+
+    copy_images: Literal["link", "copy", "none"] = Field(
+        "link", description="Chosen images into OUT/images/: link (symbolic links), copy, or none."
+    )
+
+
+class KeepOptions(StrictModel):
+    """How much of a dataset to keep."""
+
+    keep: float = Field(gt=0.0, description="Images to keep: a fraction (<= 1) or a number (> 1).")
+    class_floor: int = Field(
+        20, ge=0, description="Never keep fewer than N objects of a class (or all it has); floors win over --keep."
+    )
+
+
+class DatasetExportOptions(StrictModel):
+    """Writing the resulting dataset."""
+
+    export: Literal["none", "yolo", "coco"] = Field(
+        "none", description="Also write the resulting dataset to OUT/dataset: yolo or coco (the source is untouched)."
+    )
+
+
+class SplitRatioOptions(StrictModel):
+    """Shares of the validation and test splits."""
+
+    val_ratio: float = Field(0.2, gt=0.0, lt=1.0, description="Share of images in the validation split.")
+    test_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Share of images in the test split (0 = none).")
+
+
+class SplitByOptions(StrictModel):
+    """What must stay together in one split."""
+
+    by: Literal["group", "source", "video"] = Field(
+        "source",
+        description="Keep together: source (each image), group (the dataset's group_id column) or video (frames of "
+        "one video or numbered frames of one name); near-duplicate images are always kept together.",
     )

@@ -15,7 +15,10 @@ from dinoscope.errors import DinoscopeError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["RoomsMixin", "json_default"]
+__all__ = ["CURATION_FILES", "RoomsMixin", "json_default"]
+
+#: The lists that ``select``, ``prune`` and ``split`` write at the top of their run.
+CURATION_FILES = ("selected.csv", "selected.txt", "kept.csv", "dropped.csv", "dropped_summary.csv", "split.csv")
 
 
 class RoomsMixin:
@@ -146,6 +149,36 @@ class RoomsMixin:
 
         path = self.eval_table_path(name)
         return pd.read_parquet(path) if path.is_file() else None
+
+    # --- curation (dinoscope select / prune / split) ---------------------------------------------------------
+    def curation_path(self, name: str) -> Path:
+        """A curation list at the top of the run: ``selected.csv``/``.txt`` (select), ``kept.csv``,
+        ``dropped.csv``, ``dropped_summary.csv`` (prune), ``split.csv`` (split)."""
+        if name not in CURATION_FILES:
+            raise ValueError(f"unknown curation file {name!r}; known: {', '.join(CURATION_FILES)}")
+        return self.path / name
+
+    def split_list_path(self, split: str) -> Path:
+        """``splits/<split>.txt``: one image path per line (``dinoscope split``); the folder is created."""
+        folder = self.path / "splits"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{split}.txt"
+
+    @property
+    def chosen_images_dir(self) -> Path:
+        """``images/``: links to or copies of the images a selection chose."""
+        return self.path / "images"
+
+    @property
+    def dataset_dir(self) -> Path:
+        """``dataset/``: a dataset written by ``prune --export`` or ``split --export`` (never the source)."""
+        return self.path / "dataset"
+
+    def report_page_path(self, name: str) -> Path:
+        """``report/<name>.html``: a stand-alone page (e.g. ``select``); the folder is created."""
+        folder = self.path / "report"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{name}.html"
 
 
 def json_default(value: Any) -> Any:

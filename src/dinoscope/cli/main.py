@@ -10,6 +10,7 @@ from dinoscope._version import __version__
 from dinoscope.cli import adapt as adapt_cmd
 from dinoscope.cli import analyze as analyze_cmd
 from dinoscope.cli import check as check_cmd
+from dinoscope.cli import curate as curate_cmd
 from dinoscope.cli import demo as demo_cmd
 from dinoscope.cli import embed as embed_cmd
 from dinoscope.cli import errors as errors_cmd
@@ -63,6 +64,9 @@ app.command("demo")(demo_cmd.command())
 app.command("search", no_args_is_help=True)(search_cmd.command())
 app.command("export", no_args_is_help=True)(export_cmd.command())
 app.command("adapt", no_args_is_help=True)(adapt_cmd.command())
+app.command("select", no_args_is_help=True)(curate_cmd.select_command())
+app.command("prune", no_args_is_help=True)(curate_cmd.prune_command())
+app.command("split", no_args_is_help=True)(curate_cmd.split_command())
 app.add_typer(embed_cmd.cache_app, name="cache")
 patches_cmd.register(patches_cmd.patches_app)
 app.add_typer(patches_cmd.patches_app, name="patches")

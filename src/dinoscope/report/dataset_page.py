@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from dinoscope.analysis.recommend import CONFUSION_SHARE
 from dinoscope.report.svg import svg_heatmap, svg_scatter
@@ -21,7 +22,7 @@ from dinoscope.report.view import (
 )
 from dinoscope.report.widgets import dup_rows, dup_section, overlap_matrix, ranks
 
-__all__ = ["dataset_payload", "render_dataset"]
+__all__ = ["dataset_payload", "loss_color", "loss_radius", "map_loss", "render_dataset"]
 
 
 def render_dataset(view: View, static: bool = False) -> str:
@@ -45,15 +46,25 @@ def _global_map(view: View, static: bool) -> str:
     caption = f"{fmt_int(len(drawn))} of {fmt_int(n)} objects drawn" + (
         "" if len(drawn) == n else " (seeded uniform sample)"
     )
+    if map_loss(view) is not None:
+        caption += "; coloured and sized by the detector's per-object loss (dark, small = 0; yellow, large = 1)"
+    loss = map_loss(view)
     if static:
         o = view.data.objects
-        cols = [view.colors[int(c)] for c in o["cls"].to_numpy()[drawn]]
-        body = svg_scatter(o["x"].to_numpy()[drawn], o["y"].to_numpy()[drawn], cols, None, 760, 480)
+        x, y = o["x"].to_numpy()[drawn], o["y"].to_numpy()[drawn]
+        if loss is None:
+            cols = [view.colors[int(c)] for c in o["cls"].to_numpy()[drawn]]
+            body = svg_scatter(x, y, cols, None, 760, 480)
+        else:
+            order = np.argsort(np.nan_to_num(loss, nan=-1.0), kind="stable")  # high loss drawn last
+            cols = [loss_color(v) for v in loss[order]]
+            body = svg_scatter(x[order], y[order], cols, None, 760, 480, radius=loss_radius(loss[order]))
         picker = ""
     else:
         body = '<div class="mapbox tall" data-map="global"></div>'
+        by_loss = '<option value="loss" selected>loss (colour and size)</option>' if loss is not None else ""
         picker = (
-            '<label class="picker">colour by <select id="color-by"><option value="class">class</option>'
+            f'<label class="picker">colour by <select id="color-by">{by_loss}<option value="class">class</option>'
             '<option value="group">sub-group</option><option value="quality">outlier quality</option>'
             '<option value="split">split</option></select></label>'
         )
@@ -134,6 +145,7 @@ def dataset_payload(view: View) -> dict[str, Any]:
     quality = (
         o["outlier_quality"].to_numpy(dtype=float)[drawn] if "outlier_quality" in o else np.full(len(drawn), np.nan)
     )
+    loss = map_loss(view)
     thumbs = [
         -2 if r in view.images.failed else view.images.cell[r][1] if r in view.images.cell else -1
         for r in drawn.tolist()
@@ -149,7 +161,31 @@ def dataset_payload(view: View) -> dict[str, Any]:
             "s": [split_index.get(str(s), 0) for s in o["split"].to_numpy()[drawn]],
             "k": [view.obj_index[int(c)].get(int(r), -1) for c, r in zip(cls.tolist(), drawn.tolist(), strict=True)],
             "t": thumbs,
+            **({"l": [None if v != v else round(float(v), 3) for v in loss]} if loss is not None else {}),
         },
         "n": int(view.data.summary.get("n_objects") or len(o)),
         "split_colors": [SPLIT_COLORS.get(s, "#8892a0") for s in view.splits],
     }
+
+
+def map_loss(view: View) -> np.ndarray | None:
+    """(n drawn,) per-object loss of the map's points (NaN unknown), None when the run has no detection losses
+    (``dinoscope errors`` writes a ``loss`` column into the object table)."""
+    o = view.data.objects
+    if "loss" not in o:
+        return None
+    loss = pd.to_numeric(o["loss"], errors="coerce").to_numpy(dtype=float)[view.plan.global_drawn]
+    return loss if np.isfinite(loss).any() else None
+
+
+def loss_color(value: float) -> str:
+    """Dark blue (loss 0) to yellow (1); grey when unknown (the ramp of the model-errors page)."""
+    if value != value:
+        return "#c3c8d0"
+    v = float(np.clip(value, 0.0, 1.0))
+    return f"#{int(40 + 215 * v):02x}{int(30 + 190 * v):02x}{int(120 - 90 * v):02x}"
+
+
+def loss_radius(loss: np.ndarray) -> np.ndarray:
+    """(N,) dot radius in px: 1.5 at loss 0 up to 6 at loss 1 (2 when unknown)."""
+    return np.where(np.isfinite(loss), 1.5 + 4.5 * np.clip(np.nan_to_num(loss), 0.0, 1.0), 2.0)

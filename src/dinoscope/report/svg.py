@@ -16,8 +16,10 @@ def svg_scatter(
     outlier: np.ndarray | None = None,
     width: int = 560,
     height: int = 400,
+    radius: np.ndarray | None = None,
 ) -> str:
-    """A scatter plot of (N,) ``x, y`` with one colour per point; outliers drawn last as ringed points.
+    """A scatter plot of (N,) ``x, y`` with one colour per point; outliers drawn last as ringed points;
+    ``radius`` (N,) sizes each point (e.g. by loss) instead of one radius for all.
 
     Example:
         >>> svg_scatter(np.array([0.0, 1.0]), np.array([0.0, 1.0]), ["#000", "#f00"]).startswith("<svg")
@@ -30,7 +32,11 @@ def svg_scatter(
     sx, sy = _scale(x, pad, width - pad), _scale(y, height - pad, pad)
     r = 3.0 if len(x) < 2_000 else 2.0 if len(x) < 10_000 else 1.2
     flag = np.zeros(len(x), bool) if outlier is None else np.asarray(outlier, bool)
-    dots = [f'<circle cx="{sx[i]:.1f}" cy="{sy[i]:.1f}" r="{r}" fill="{colors[i]}"/>' for i in np.flatnonzero(~flag)]
+    radii = np.full(len(x), r) if radius is None else np.asarray(radius, dtype=float)
+    dots = [
+        f'<circle cx="{sx[i]:.1f}" cy="{sy[i]:.1f}" r="{radii[i]:.1f}" fill="{colors[i]}"/>'
+        for i in np.flatnonzero(~flag)
+    ]
     rings = [
         f'<circle cx="{sx[i]:.1f}" cy="{sy[i]:.1f}" r="{r + 2.5}" fill="{colors[i]}"/>' for i in np.flatnonzero(flag)
     ]

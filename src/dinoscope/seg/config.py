@@ -23,6 +23,7 @@ from dinoscope.options import (
     SamplingOptions,
     SeedOptions,
     SourceOptions,
+    SplitRatioOptions,
     WorkersOptions,
 )
 
@@ -67,11 +68,9 @@ class SegImportOptions(StrictModel):
     line_width: int = Field(3, ge=1, description="Width in px at which polylines are drawn (cvat-xml).")
 
 
-class SegSplitOptions(StrictModel):
-    """How ``seg prepare`` splits images into train / val / test."""
+class SegSplitOptions(SplitRatioOptions):
+    """How ``seg prepare`` splits images into train / val / test (the shares: the shared ratio group)."""
 
-    val_ratio: float = Field(0.2, gt=0.0, lt=1.0, description="Share of images in the validation split.")
-    test_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Share of images in the test split (0 = none).")
     min_val_pos: int = Field(10, ge=1, description="At least this many images with foreground in validation.")
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from dinoscope.config import build_config
 from dinoscope.errors import ConfigError
-from dinoscope.options import ExportOptions, OutputOptions, RunOptions
+from dinoscope.options import ExportTargetOptions, OutputOptions, RunOptions
 from dinoscope.run import Run
 from dinoscope.workflows.analyze import StoreOptions
 
@@ -36,7 +36,7 @@ __all__ = ["ExportConfig", "ExportResult", "export", "export_from_config", "expo
 PARQUET_FILES = ("objects.parquet", "vectors.parquet", "images.parquet")
 
 
-class ExportConfig(RunOptions, OutputOptions, ExportOptions, StoreOptions):
+class ExportConfig(RunOptions, OutputOptions, ExportTargetOptions, StoreOptions):
     """Settings of ``dinoscope export RUN DIR`` (``out`` is the folder written)."""
 
 

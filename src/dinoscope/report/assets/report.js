@@ -164,7 +164,8 @@
       var px = self.sx(o.x[i]), py = self.sy(o.y[i]);
       if (px < -5 || py < -5 || px > self.w + 5 || py > self.h + 5) return;
       ctx.fillStyle = o.color(i);
-      ctx.beginPath(); ctx.arc(px, py, ring ? r + 1.5 : r, 0, 6.2832); ctx.fill();
+      var ri = o.size ? r * o.size(i) : r;
+      ctx.beginPath(); ctx.arc(px, py, ring ? ri + 1.5 : ri, 0, 6.2832); ctx.fill();
       if (ring) { ctx.lineWidth = 2; ctx.strokeStyle = "#c62828"; ctx.stroke(); }
       var key = Math.floor(px / G) + ":" + Math.floor(py / G);
       (grid[key] || (grid[key] = [])).push(i);
@@ -264,35 +265,47 @@
     var t = q < 0.5 ? q / 0.5 : (q - 0.5) / 0.5;
     return "rgb(" + Math.round(a[0] + (b[0] - a[0]) * t) + "," + Math.round(a[1] + (b[1] - a[1]) * t) + "," + Math.round(a[2] + (b[2] - a[2]) * t) + ")";
   }
+  function lossColor(v) {
+    if (v == null) return "#c3c8d0";
+    v = Math.max(0, Math.min(1, v));
+    return "rgb(" + Math.round(40 + 215 * v) + "," + Math.round(30 + 190 * v) + "," + Math.round(120 - 90 * v) + ")";
+  }
   function globalMap(box, d) {
-    var m = d.map, mode = "class";
+    var m = d.map, mode = m.l ? "loss" : "class";
     var colorOf = {
       "class": function (i) { return boot.colors[m.c[i]]; },
       group: function (i) { return m.g[i] < 0 ? UNGROUPED : shade(boot.colors[m.c[i]], (m.g[i] % 5) * 0.16); },
       quality: function (i) { return qualityColor(m.q[i]); },
-      split: function (i) { return d.split_colors[m.s[i]]; }
+      split: function (i) { return d.split_colors[m.s[i]]; },
+      loss: function (i) { return lossColor(m.l[i]); }
     };
     var keyOf = {
       "class": function (i) { return m.c[i]; }, group: function (i) { return m.c[i]; },
-      quality: function () { return null; }, split: function (i) { return "s" + m.s[i]; }
+      quality: function () { return null; }, split: function (i) { return "s" + m.s[i]; },
+      loss: function () { return null; }
     };
     var sc = new Scatter(box, {
       x: m.x, y: m.y,
       color: function (i) { return colorOf[mode](i); },
-      ring: function (i) { return mode !== "quality" && m.o[i]; },
+      ring: function (i) { return mode !== "quality" && mode !== "loss" && m.o[i]; },
+      size: function (i) { return mode === "loss" ? 0.6 + 1.6 * (m.l[i] == null ? 0.2 : m.l[i]) : 1; },
       key: function (i) { return keyOf[mode](i); },
       hover: function (i, e) {
         if (i < 0) return hideTip();
         showTip(e, thumbHTML(m.c[i], m.t[i], CELL) + '<div class="tt"><b>' + esc(boot.names[m.c[i]]) + "</b><br>" +
           esc(groupLabel(m.g[i])) + " · " + esc(boot.splits[m.s[i]]) +
-          (m.q[i] != null ? "<br>outlier quality " + fmt(m.q[i]) : "") + "</div>");
+          (m.q[i] != null ? "<br>outlier quality " + fmt(m.q[i]) : "") +
+          (m.l && m.l[i] != null ? "<br>loss " + fmt(m.l[i]) : "") + "</div>");
       },
       click: function (i) { hideTip(); if (m.k[i] >= 0) inspect(m.c[i], m.k[i], []); }
     });
     DS.maps.global = sc;
     function legend() {
       var keys = $("#global-keys"), html = "";
-      if (mode === "quality") {
+      if (mode === "loss") {
+        html = '<span class="grad"><i style="background:linear-gradient(90deg,' + lossColor(0) + "," + lossColor(0.5) + "," +
+          lossColor(1) + ')"></i></span><span class="muted">detector loss: 0 small, dark · 1 large, yellow</span>';
+      } else if (mode === "quality") {
         html = '<span class="grad"><i style="background:linear-gradient(90deg,' + qualityColor(0) + "," + qualityColor(0.5) + "," +
           qualityColor(1) + ')"></i></span><span class="muted">0 unusual · 0.5 flag threshold · 1 typical</span>';
       } else if (mode === "split") {
