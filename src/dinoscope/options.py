@@ -32,6 +32,7 @@ __all__ = [
     "DatasetOptions",
     "DeviceOptions",
     "EmbeddingOptions",
+    "EngineOptions",
     "FrameOptions",
     "ModelOptions",
     "ObjectsOptions",
@@ -276,3 +277,16 @@ class ObjectsOptions(DatasetOptions, SelectOptions, FrameOptions, SamplingOption
 
 class EmbeddingOptions(ModelOptions, PoolingOptions, CropOptions, RuntimeOptions, WorkersOptions, CacheOptions):
     """Everything that turns objects into vectors: the model, its crops, where it runs, the cache."""
+
+
+class EngineOptions(StrictModel):
+    """Which engine computes the vectors: this process, or Ray Data on one machine or a cluster."""
+
+    engine: Literal["local", "ray"] = Field(
+        "local",
+        description="local (this process and its decoding workers) or ray (Ray Data: decoding tasks and a pool of "
+        "model actors, --workers of them; extra `ray`).",
+    )
+    address: str | None = Field(
+        None, description="--engine ray: the cluster (auto or ray://HOST:PORT; default: a local Ray on 2 CPUs)."
+    )
