@@ -72,8 +72,8 @@ class Split:
         """One line: the split and the costs behind it (the benchmark prints it).
 
         Example:
-            >>> Split("pipeline", 1, 1, 100.0, 0.001, 0.01, 0.006).describe()[:40]
-            'pipeline: 1 workers x 1 threads (decode'
+            >>> Split("pipeline", 1, 1, 100.0, 0.001, 0.01, 0.006).describe()[:32]
+            'pipeline: 1 workers x 1 threads'
         """
         return (
             f"{self.mode}: {self.workers} workers x {self.threads} threads (decode {self.decode_s * 1e3:.1f} ms, "
