@@ -72,7 +72,7 @@ class Split:
         """One line: the split and the costs behind it (the benchmark prints it).
 
         Example:
-            >>> Split("pipeline", 1, 1, 100.0, 0.001, 0.01, 0.006).describe()[:32]
+            >>> Split("pipeline", 1, 1, 100.0, 0.001, 0.01, 0.006).describe()[:31]
             'pipeline: 1 workers x 1 threads'
         """
         return (
