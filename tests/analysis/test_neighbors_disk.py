@@ -43,4 +43,4 @@ def test_disk_graph_matches_the_exact_graph(tmp_path: Path) -> None:
     expected = (x.astype(np.float32)[rows] * x.astype(np.float32)[graph.indices]).sum(-1)
     np.testing.assert_allclose(graph.sims, expected, atol=1e-5)
     assert (np.diff(graph.sims, axis=1) <= 1e-6).all()
-    assert isinstance(graph.indices, np.memmap) and (tmp_path / "knn/ivfpq.index").is_file()
+    assert isinstance(graph.indices, np.memmap) and (tmp_path / "knn/ivf.index").is_file()
