@@ -86,3 +86,11 @@ def test_calibration_measures_positive_costs_on_real_decoding(tmp_path: Path) ->
     assert split.decode_s > 0 and split.forward_1_s > 0 and split.forward_n_s > 0
     assert sorted(batch["rows"].tolist()) == sorted(done.tolist()) and len(done) >= 12
     assert batch["vectors"].shape == (len(done), 8)
+
+
+def test_an_address_without_the_ray_engine_is_one_clear_error(tmp_path: Path) -> None:
+    from dinoscope.errors import ConfigError
+    from dinoscope.workflows.embed import embed
+
+    with pytest.raises(ConfigError, match="--engine ray"):
+        embed(dataset=_dataset(tmp_path / "ds", 1), out=tmp_path / "run", model="efficientnet-lite0", address="auto")

@@ -197,6 +197,8 @@ def embed_into_run(
     from dinoscope.embed.cache import EmbeddingCache
     from dinoscope.embed.store import EmbeddingStore, store_name
 
+    if address and engine != "ray":
+        raise ConfigError(f"--address {address} is for --engine ray; add --engine ray or drop --address")
     spec = model.spec
     name = store_name(spec.name, spec.key(), crop.key())
     meta = {"model": spec.to_dict(), "crop": crop.to_dict()}
