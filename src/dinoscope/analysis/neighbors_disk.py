@@ -41,9 +41,9 @@ __all__ = ["CHUNK_ROWS", "METHOD", "disk_graph", "iter_chunks"]
 logger = logging.getLogger(__name__)
 
 METHOD = "ivf-disk"
-#: Rows read, added or searched at a time (65 k × 768 float32 = 200 MB).
-CHUNK_ROWS = 65_536
-_RESCORE_ROWS = 1_024  # queries re-scored at a time: (1024, 4k, D) float32 = 189 MB at k=15, 768-d
+#: Rows read, added or searched at a time (32 k × 768 float32 = 100 MB).
+CHUNK_ROWS = 32_768
+_RESCORE_ROWS = 256  # queries re-scored at a time: (256, 4k, D) float32 = 48 MB at k=15, 768-d
 #: Candidates per neighbour taken from the compressed index and re-scored exactly.
 CANDIDATES = 4
 _TRAIN_PER_LIST = 30  # training rows per inverted list (FAISS asks for >= 30-39)
@@ -178,7 +178,7 @@ def _tune_nprobe(
     """The smallest doubling of ``nprobe`` whose re-scored recall@k on a sample reaches ``target``."""
     sample = np.sort(rng.choice(n, size=min(n, _RECALL_SAMPLE), replace=False))
     queries = _read_rows(path, sample)
-    truth = exact_search(queries, np.load(path, mmap_mode="r"), k, self_rows=sample)[0]
+    truth = _exact_truth(path, queries, sample, k)
     nprobe, recall = _NPROBE_START, 0.0
     while True:
         index.nprobe = nprobe
@@ -189,3 +189,16 @@ def _tune_nprobe(
         nprobe *= 2
     info.update(nprobe=nprobe, recall=round(recall, 4), recall_target=target, recall_sample=len(sample))
     return nprobe
+
+
+def _exact_truth(path: Path, queries: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """(Q, k) exact neighbours of ``queries`` (rows ``rows`` of the store, excluded), read chunk by chunk."""
+    best_i = np.empty((len(queries), 0), np.int64)
+    best_s = np.empty((len(queries), 0), np.float32)
+    for start, chunk in iter_chunks(path):
+        idx, sims = exact_search(queries, chunk, k, self_rows=rows - start)
+        cat_i = np.concatenate([best_i, np.where(idx >= 0, idx + start, -1)], axis=1)
+        cat_s = np.concatenate([best_s, sims], axis=1)
+        order = np.argsort(-cat_s, axis=1, kind="stable")[:, :k]
+        best_i, best_s = np.take_along_axis(cat_i, order, 1), np.take_along_axis(cat_s, order, 1)
+    return best_i
