@@ -6,13 +6,14 @@ the store's ``.npy`` (float16 or float32, the run's ``embeddings/<name>.npy``) o
 IVF index (Jégou et al., "Product quantization for nearest neighbor search", TPAMI 2011; its coarse quantizer
 searched with HNSW, Malkov & Yashunin 2018; FAISS, Douze et al. 2024) on a seeded sample, adds the chunks as
 4-bit scalar-quantised codes (``D / 2`` bytes a row: 384 B for 768-d, 1/4 of float16), writes the index to
-disk and searches it memory-mapped, chunk by chunk. (Product quantisation would be 4x smaller, but training
-its codebooks took 200-280 s on 20 k rows here against 10 s for this index.) The ``4k`` candidates of each row are re-scored exactly against
-its float16/float32 vectors (gathered from the store, mapped only for the chunk), so the similarities are the
-same dot products as on the other paths; the graph itself is written to ``.npy`` files and returned
-memory-mapped. Resident memory: the chunk buffers, the coarse centroids and the codes (N·D/2 bytes,
-file-backed pages the OS may drop) — not the vectors. ``nprobe`` (lists visited) doubles on a seeded sample
-until the recall of the re-scored top k against the exact answer reaches the target.
+disk and searches it memory-mapped, chunk by chunk (product quantisation would be 4x smaller, but training
+its codebooks took 200-280 s on 20 k rows here against 10 s for this index). The ``4k`` candidates of each
+row are re-scored exactly against its float16/float32 vectors (gathered from the store, mapped only for the
+block), so the similarities are the same dot products as on the other paths; the graph itself is written to
+``.npy`` files and returned memory-mapped. Resident memory: the chunk and re-scoring buffers (a few hundred
+MB) and the codes (N·D/2 bytes: in RAM while the index is built, file-backed pages the OS may drop while it
+is searched) — never the vectors. ``nprobe`` (lists visited) doubles on a seeded sample until the recall of
+the re-scored top k against the exact answer reaches the target.
 
 Example:
     >>> graph = disk_graph(run.store_path(name), k=15, workdir=run.path / "cache/knn")  # doctest: +SKIP
