@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 
-def write_store(path: Path, n: int, dim: int, seed: int = 0, chunk: int = 131_072) -> None:
+def write_store(path: Path, n: int, dim: int, seed: int = 0, chunk: int = 32_768) -> None:
     """(n, dim) float16 unit vectors of a Gaussian mixture, written chunk by chunk (never all in memory)."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(2_000, dim)).astype(np.float32)
@@ -40,6 +40,15 @@ def write_store(path: Path, n: int, dim: int, seed: int = 0, chunk: int = 131_07
     del out
 
 
+def peak_rss_mb() -> float:
+    """This process' peak resident set (VmHWM: reset by exec, unlike ``ru_maxrss``, which a child inherits
+    from the parent that forked it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def one(path: Path, k: int, workdir: Path) -> None:
     """Child process: build the graph of one store and print a JSON line with its figures."""
     from dinoscope.analysis.neighbors_disk import disk_graph
@@ -47,7 +56,7 @@ def one(path: Path, k: int, workdir: Path) -> None:
     t0 = time.perf_counter()
     graph = disk_graph(path, k, workdir=workdir)
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     info = {key: graph.info[key] for key in ("build_seconds", "tune_seconds", "search_seconds", "nprobe", "recall")}
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, **info}))
 
