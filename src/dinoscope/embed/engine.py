@@ -10,6 +10,7 @@ run resumes where it stopped.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
@@ -112,12 +113,14 @@ def embed_table(
     device_type = device_type_of(model)
     stats.batch_size = batch_size or choose_batch_size(model.embed, model.spec.input_size, device_type)
     first: list[dict[str, Any]] = []
-    threads = None
+    threads, calibration_s = None, 0.0
     if num_workers is None and device_type == "cpu" and crops is None and len(todo) >= CALIBRATE_MIN_OBJECTS:
         from dinoscope.embed.sizing import available_cores, calibrate
 
         part = min(stats.batch_size, CALIBRATE_PART)
+        started = time.perf_counter()
         found = calibrate(table, todo, model, crop, part, available_cores())
+        calibration_s = time.perf_counter() - started
         if found is not None:
             split, batch, done = found
             first, todo, num_workers, threads = [batch], todo[~np.isin(todo, done)], split.workers, split.threads
@@ -129,6 +132,9 @@ def embed_table(
     )
     n_first = sum(len(b["rows"]) + len(b["failed_rows"]) for b in first)
     _run(chain(first, loader), n_first + loader.dataset.n_objects, model, store, cache, keys, stats, threads)
+    if first:  # the calibration computed real vectors: its time belongs to the loop's
+        stats.seconds += calibration_s
+        stats.objects_per_s = stats.n_computed / stats.seconds if stats.seconds else 0.0
     return stats
 
 
