@@ -3,7 +3,9 @@
 Side by side in one run, on box crops of ../shared/data/ppe-hardhat-vest, same model, batch size and threads:
 1. model-only throughput: ``backend.embed`` on preloaded uint8 batches (the machine's compute bound), fp32
    and bf16;
-2. dinoscope end to end (dataset files -> stored vectors, cache off), at each precision; ratio to (1);
+2. dinoscope end to end (dataset files -> stored vectors, cache off), at each precision; ratio to (1), and the
+   split of the cores between decoding and the model that the engine chose from its timed first batch,
+   and the end-to-end speed of the fixed split it replaced (one decode worker beside a model on every core);
 3. the original method: crops written as JPEG files, read back one by one with PIL, the slow HF image
    processor, fp32 forward in batches;
 4. a cached re-run (new run directory, same data) as a fraction of the first run's time;
@@ -136,6 +138,13 @@ def run_model(name: str, args: argparse.Namespace, tmp: Path) -> None:
             f"{precision}: model-only {bound:7.1f} crops/s | dinoscope end-to-end {e2e:7.1f} crops/s "
             f"(engine loop {result.stats.objects_per_s:.1f}) | ratio {e2e / bound:.2f}"
         )
+        print(f"   engine split: {result.stats.split or 'default (too few objects to calibrate)'}")
+        t0 = time.perf_counter()  # the split before sizing: one decode worker beside a model on every core
+        embed(dataset=dataset, out=out.with_name(out.name + "-w1"), model=model, precision=precision,
+              batch_size=args.batch_size, no_cache=True, device="cpu", workers=1)  # fmt: skip
+        fixed = n / (time.perf_counter() - t0)
+        print(f"   fixed split (1 worker + {torch.get_num_threads()} threads): {fixed:7.1f} crops/s | sized / fixed "
+              f"{e2e / fixed:.2f}")  # fmt: skip
     if "fp32" in vectors and "bf16" in vectors:
         cos = float((vectors["fp32"] * vectors["bf16"]).sum(axis=1).mean())
         print(f"mean cosine agreement bf16 vs fp32: {cos:.5f}")

@@ -35,6 +35,7 @@ __all__ = [
     "EmbeddingOptions",
     "DatasetExportOptions",
     "ExportTargetOptions",
+    "EngineOptions",
     "FrameOptions",
     "ImageCopyOptions",
     "KeepOptions",
@@ -305,6 +306,9 @@ class ExportTargetOptions(StrictModel):
 
     to: Literal["parquet", "fiftyone"] = Field(
         "parquet", description="parquet (tables for DuckDB/pandas) or fiftyone (a FiftyOne dataset directory)."
+    )
+
+
 # --- curation: select, prune, split (issue 15) ----------------------------------------------------------------
 class LabeledOptions(StrictModel):
     """The labelled data a selection builds on."""
@@ -362,4 +366,17 @@ class SplitByOptions(StrictModel):
         "source",
         description="Keep together: source (each image), group (the dataset's group_id column) or video (frames of "
         "one video or numbered frames of one name); near-duplicate images are always kept together.",
+    )
+
+
+class EngineOptions(StrictModel):
+    """Which engine computes the vectors: this process, or Ray Data on one machine or a cluster."""
+
+    engine: Literal["local", "ray"] = Field(
+        "local",
+        description="local (this process and its decoding workers) or ray (Ray Data: decoding tasks and a pool of "
+        "model actors, --workers of them; extra `ray`).",
+    )
+    address: str | None = Field(
+        None, description="--engine ray: the cluster (auto or ray://HOST:PORT; default: a local Ray on 2 CPUs)."
     )

@@ -182,6 +182,10 @@ class Run(RoomsMixin):
         """The ``.npy`` file of embedding store ``name`` (its ``.json`` and ``.done`` lie beside it)."""
         return self.embeddings_dir / f"{name}.npy"
 
+    def store_shards_dir(self, name: str) -> Path:
+        """The folder of the finished shards of store ``name`` (``dinoscope embed --engine ray``)."""
+        return self.embeddings_dir / f"{name}.shards"
+
     def store_names(self) -> list[str]:
         """Names of the run's embedding stores, sorted."""
         if not self.embeddings_dir.is_dir():

@@ -10,8 +10,10 @@ run resumes where it stopped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -28,9 +30,14 @@ if TYPE_CHECKING:
     from dinoscope.embed.loader import MemoryCrops
     from dinoscope.embed.store import EmbeddingStore
 
-__all__ = ["EmbedStats", "embed_table"]
+__all__ = ["EmbedStats", "embed_table", "take_cached"]
 
 logger = logging.getLogger(__name__)
+
+#: Runs with fewer objects to compute keep the default split (a calibration would cost more than it saves).
+CALIBRATE_MIN_OBJECTS = 256
+#: Objects per timed part of the calibration (three parts; at most the batch size).
+CALIBRATE_PART = 16
 
 
 @dataclass
@@ -48,6 +55,7 @@ class EmbedStats:
     peak_rss_mb: float = 0.0
     peak_gpu_mb: float = 0.0
     batch_size: int = 0
+    split: str = ""
     failures: dict[str, str] = field(default_factory=dict)
 
 
@@ -77,7 +85,9 @@ def embed_table(
         cache: Content cache shared across runs, or None.
         batch_size: Crops per forward pass (default: :func:`~dinoscope.embed.runtime.choose_batch_size`, from
             free GPU memory, 32 on CPU).
-        num_workers: Decode worker processes (default: 1 on a 2-core CPU run, up to 8 with a GPU).
+        num_workers: Decode worker processes (default on a CPU: the split of the cores between decoding and the
+            model that :mod:`~dinoscope.embed.sizing` predicts fastest from a timed first batch; up to 8
+            workers with a GPU).
         crops: Crops the caller already holds in memory (rows of ``table``), cut with ``crop`` and the
             backend's input size: they are embedded without opening their source, and the store and the
             cache are filled exactly as for decoded crops. Rows without one are decoded as usual.
@@ -92,17 +102,7 @@ def embed_table(
     stats = EmbedStats(n_objects=len(table))
     todo = store.missing()
     stats.n_resumed = len(table) - len(todo) - len(store.failed)
-    keys = None
-    if cache is not None and len(todo):
-        from dinoscope.embed.cache_keys import cache_keys
-
-        keys = cache_keys(table.data)
-        found, vectors = cache.get_many(list(keys[todo]))
-        if found.any():
-            store.write(todo[found], vectors)
-            store.flush()
-        stats.n_cached = int(found.sum())
-        todo = todo[~found]
+    todo, keys = take_cached(table, store, cache, todo, stats)
     if not len(todo):
         return stats
     from dinoscope.embed.loader import make_loader
@@ -112,26 +112,71 @@ def embed_table(
     model = cast("Backend", backend)
     device_type = device_type_of(model)
     stats.batch_size = batch_size or choose_batch_size(model.embed, model.spec.input_size, device_type)
-    loader = make_loader(table, todo, model.spec, crop, stats.batch_size, num_workers, device_type, crops)
-    _run(loader, model, store, cache, keys, stats)
+    first: list[dict[str, Any]] = []
+    threads, calibration_s = None, 0.0
+    if num_workers is None and device_type == "cpu" and crops is None and len(todo) >= CALIBRATE_MIN_OBJECTS:
+        from dinoscope.embed.sizing import available_cores, calibrate
+
+        part = min(stats.batch_size, CALIBRATE_PART)
+        started = time.perf_counter()
+        found = calibrate(table, todo, model, crop, part, available_cores())
+        calibration_s = time.perf_counter() - started
+        if found is not None:
+            split, batch, done = found
+            first, todo, num_workers, threads = [batch], todo[~np.isin(todo, done)], split.workers, split.threads
+            stats.split = split.describe()
+            logger.info("engine split: %s", stats.split)
+    replicas = stats.split.startswith("replicas")
+    loader = make_loader(
+        table, todo, model.spec, crop, stats.batch_size, num_workers, device_type, crops, model if replicas else None
+    )
+    n_first = sum(len(b["rows"]) + len(b["failed_rows"]) for b in first)
+    _run(chain(first, loader), n_first + loader.dataset.n_objects, model, store, cache, keys, stats, threads)
+    if first:  # the calibration computed real vectors: its time belongs to the loop's
+        stats.seconds += calibration_s
+        stats.objects_per_s = stats.n_computed / stats.seconds if stats.seconds else 0.0
     return stats
 
 
+def take_cached(
+    table: ObjectTable, store: EmbeddingStore, cache: EmbeddingCache | None, todo: np.ndarray, stats: EmbedStats
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Fill the rows of ``todo`` whose vectors are in ``cache`` into the store (counted in ``stats.n_cached``).
+
+    Returns:
+        (the rows still to compute, the content keys of every table row or None without a cache).
+    """
+    if cache is None or not len(todo):
+        return todo, None
+    from dinoscope.embed.cache_keys import cache_keys
+
+    keys = cache_keys(table.data)
+    found, vectors = cache.get_many(list(keys[todo]))
+    if found.any():
+        store.write(todo[found], vectors)
+        store.flush()
+    stats.n_cached = int(found.sum())
+    return todo[~found], keys
+
+
 def _run(
-    loader: Any,
+    batches: Iterable[dict[str, Any]],
+    n_objects: int,
     backend: Backend,
     store: EmbeddingStore,
     cache: EmbeddingCache | None,
     keys: np.ndarray | None,
     stats: EmbedStats,
+    threads: int | None = None,
 ) -> None:
     from dinoscope.progress import ProgressBar
 
     forward = ChunkedForward(backend.embed, stats.batch_size)
-    bar = ProgressBar(loader.dataset.n_objects, "embedding", "obj", status=memory_status)
+    bar = ProgressBar(n_objects, "embedding", "obj", status=memory_status)
+    before = _set_threads(threads)
     try:
         with measure_throughput(device_type_of(backend)) as meter, bar:
-            for batch in loader:
+            for batch in batches:
                 if batch["failed_rows"]:
                     store.mark_failed(np.asarray(batch["failed_rows"]), list(batch["failed_reasons"]))
                     stats.failures.update((source, reason) for source, reason in batch["failed_sources"])
@@ -140,7 +185,8 @@ def _run(
                 rows = batch["rows"].numpy()
                 if not len(rows):
                     continue
-                vectors = _unit_vectors(forward(batch["images"]))  # the cache holds unit vectors
+                # the cache holds unit vectors; replica workers (and the calibration) bring them computed
+                vectors = _unit_vectors([batch["vectors"]] if "vectors" in batch else forward(batch["images"]))
                 store.write(rows, vectors)
                 store.flush()
                 if cache is not None and keys is not None:
@@ -156,10 +202,22 @@ def _run(
             "to finish"
         ) from None
     finally:
+        _set_threads(before)
         stats.seconds, stats.objects_per_s = meter.seconds, meter.items_per_s
         stats.peak_rss_mb, stats.peak_gpu_mb = meter.peak_rss_mb, meter.peak_gpu_mb
     for source, reason in stats.failures.items():
         logger.warning("%s: not embedded (%s)", source, reason)
+
+
+def _set_threads(threads: int | None) -> int | None:
+    """Set torch's intra-op threads (None: leave them); returns the previous number (None if unchanged)."""
+    if threads is None:
+        return None
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return before
 
 
 def _unit_vectors(parts: list[Any]) -> np.ndarray:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dinoscope.embed.base import Backend
 from dinoscope.embed.crops import cut_crops
 from dinoscope.embed.runtime import decode_workers
 from dinoscope.embed.spec import CropSpec, ModelSpec
@@ -91,6 +92,7 @@ def make_loader(
     num_workers: int | None,
     device_type: str,
     crops: MemoryCrops | None = None,
+    model: Backend | None = None,
 ) -> Any:
     """Batches of the crops of ``rows``: ``{"rows", "images", "failed_rows", "failed_reasons", "failed_sources"}``.
 
@@ -103,6 +105,8 @@ def make_loader(
         num_workers: Decode worker processes (default: :func:`~dinoscope.embed.runtime.decode_workers`).
         device_type: ``cuda`` pins batches.
         crops: Crops already in memory; their rows are served first, without decoding.
+        model: Run this model in the workers (one thread each): batches then carry ``vectors`` (B, D) instead
+            of ``images`` (the ``replicas`` split of :mod:`~dinoscope.embed.sizing`).
 
     Returns:
         An iterable of batch dicts with ``n_objects`` (rows it will yield) as an attribute of ``dataset``.
@@ -119,7 +123,7 @@ def make_loader(
             return _MemoryBatches(held, crops.images, where, batch_size, rest, device_type == "cuda")
     if num_workers is None:
         num_workers = decode_workers(device_type)
-    stream = _CropStream(Path(table.root or "."), _groups(table, rows), spec, crop, batch_size)
+    stream = _CropStream(Path(table.root or "."), _groups(table, rows), spec, crop, batch_size, model)
     return torch.utils.data.DataLoader(
         stream,
         batch_size=None,
@@ -168,12 +172,24 @@ class _MemoryBatches:
 class _CropStream(torch.utils.data.IterableDataset):
     """Iterable of ready batches; each worker takes every k-th source file."""
 
-    def __init__(self, root: Path, groups: list, spec: ModelSpec, crop: CropSpec, batch_size: int) -> None:
+    def __init__(
+        self, root: Path, groups: list, spec: ModelSpec, crop: CropSpec, batch_size: int, model: Backend | None = None
+    ) -> None:
         super().__init__()
         self.root, self.groups, self.spec, self.crop, self.batch_size = root, groups, spec, crop, batch_size
+        self.model = model
         self.n_objects = sum(len(g[2]) for g in groups)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self.model is None:
+            yield from self._batches()
+            return
+        for batch in self._batches():
+            images = batch.pop("images")
+            batch["vectors"] = self.model.embed(images).float() if len(images) else torch.empty(0)
+            yield batch
+
+    def _batches(self) -> Iterator[dict[str, Any]]:
         info = torch.utils.data.get_worker_info()
         groups = self.groups[info.id :: info.num_workers] if info else self.groups
         rows: list[np.ndarray] = []

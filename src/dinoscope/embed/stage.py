@@ -8,6 +8,7 @@ or detecting the objects; nothing is re-read from disk).
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -169,6 +170,8 @@ def embed_into_run(
     batch_size: int | None = None,
     workers: int | None = None,
     crops: MemoryCrops | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> EmbedResult:
     """Fill the run's store for ``table`` (opened again on ``resume``) and record the embedding in ``run.yaml``.
 
@@ -184,6 +187,9 @@ def embed_into_run(
         batch_size: Crops per batch (default: from free memory).
         workers: Decode worker processes.
         crops: Crops already in memory (see :func:`~dinoscope.embed.engine.embed_table`).
+        engine: ``local`` or ``ray`` (:func:`~dinoscope.embed.ray_engine.embed_table_ray`; ``workers`` are then
+            its model actors).
+        address: Ray address for ``ray`` (None: a local Ray).
 
     Returns:
         The :class:`EmbedResult`.
@@ -191,10 +197,13 @@ def embed_into_run(
     from dinoscope.embed.cache import EmbeddingCache
     from dinoscope.embed.store import EmbeddingStore, store_name
 
+    if address and engine != "ray":
+        raise ConfigError(f"--address {address} is for --engine ray; add --engine ray or drop --address")
     spec = model.spec
     name = store_name(spec.name, spec.key(), crop.key())
     meta = {"model": spec.to_dict(), "crop": crop.to_dict()}
-    if resume and run.store_path(name).is_file():
+    resumed = resume and run.store_path(name).is_file()
+    if resumed:
         store = EmbeddingStore.open(run.embeddings_dir, name, mode="r+")
     else:
         store = EmbeddingStore.create(
@@ -209,9 +218,21 @@ def embed_into_run(
     cache = None
     if cache_root is not None:
         cache = EmbeddingCache(cache_root, model_key=spec.key(), crop_key=crop.key(), spec=meta)
-    stats = embed_table(  # a plain function, so that the engine builds the model only if it must compute
-        table, model.__call__, store, crop, cache=cache, batch_size=batch_size, num_workers=workers, crops=crops
-    )
+    if engine == "ray":
+        from dinoscope.embed.ray_engine import ModelRecipe, embed_table_ray
+
+        recipe = ModelRecipe(model.model, dict(model.options), model.device, model.precision, model.allow_download)
+        shards = run.store_shards_dir(name)
+        if not resumed:  # a new store: shards of an earlier store are not its own
+            shutil.rmtree(shards, ignore_errors=True)
+        stats = embed_table_ray(
+            table, recipe, store, crop, spec=spec, shard_dir=shards, cache=cache, batch_size=batch_size,
+            workers=workers, address=address,
+        )  # fmt: skip
+    else:
+        stats = embed_table(  # a plain function, so that the engine builds the model only if it must compute
+            table, model.__call__, store, crop, cache=cache, batch_size=batch_size, num_workers=workers, crops=crops
+        )
     built = model.backend
     run.write_yaml(
         {

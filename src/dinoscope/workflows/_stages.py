@@ -84,6 +84,8 @@ def embedding_into_run(
         batch_size=config.batch_size,
         workers=config.workers,
         crops=crops,
+        engine=getattr(config, "engine", "local"),
+        address=getattr(config, "address", None),
     )
 
 

@@ -8,14 +8,14 @@ from typing import Any
 
 from dinoscope.config import build_config
 from dinoscope.embed.stage import EmbedResult
-from dinoscope.options import EmbeddingOptions, ObjectsOptions, OutputOptions, ResumeOptions
+from dinoscope.options import EmbeddingOptions, EngineOptions, ObjectsOptions, OutputOptions, ResumeOptions
 from dinoscope.run import Run
 from dinoscope.workflows._stages import default_out, embedding_into_run, objects_into_run, record
 
 __all__ = ["EmbedConfig", "embed", "embed_from_config"]
 
 
-class EmbedConfig(ObjectsOptions, EmbeddingOptions, OutputOptions, ResumeOptions):
+class EmbedConfig(ObjectsOptions, EmbeddingOptions, EngineOptions, OutputOptions, ResumeOptions):
     """Settings of ``dinoscope embed`` (``out``: the run directory, default ``runs/<dataset name>``)."""
 
 

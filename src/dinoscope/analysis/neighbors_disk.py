@@ -1,0 +1,205 @@
+"""The kNN graph past memory: the vector store read in chunks, a compressed FAISS IVF index kept on disk.
+
+:func:`build_neighbor_graph` holds one float32 copy of the vectors and FAISS's own (N·D·6 bytes: 4.6 GB at
+1 M × 768); past a few million rows that no longer fits. :func:`disk_graph` never holds the vectors: it reads
+the store's ``.npy`` (float16 or float32, the run's ``embeddings/<name>.npy``) one chunk at a time, trains an
+IVF index (Jégou et al., "Product quantization for nearest neighbor search", TPAMI 2011; its coarse quantizer
+searched with HNSW, Malkov & Yashunin 2018; FAISS, Douze et al. 2024) on a seeded sample, adds the chunks as
+4-bit scalar-quantised codes (``D / 2`` bytes a row: 384 B for 768-d, 1/4 of float16), writes the index to
+disk and searches it memory-mapped, chunk by chunk (product quantisation would be 4x smaller, but training
+its codebooks took 200-280 s on 20 k rows here against 10 s for this index). The ``4k`` candidates of each
+row are re-scored exactly against its float16/float32 vectors (gathered from the store, mapped only for the
+block), so the similarities are the same dot products as on the other paths; the graph itself is written to
+``.npy`` files and returned memory-mapped. Resident memory: the chunk and re-scoring buffers (a few hundred
+MB) and the codes (N·D/2 bytes: in RAM while the index is built, file-backed pages the OS may drop while it
+is searched) — never the vectors. ``nprobe`` (lists visited) doubles on a seeded sample until the recall of
+the re-scored top k against the exact answer reaches the target.
+
+Example:
+    >>> graph = disk_graph(run.store_path(name), k=15, workdir=run.path / "cache/knn")  # doctest: +SKIP
+    >>> graph.indices.shape  # doctest: +SKIP
+    (2000000, 15)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dinoscope._deps import require
+from dinoscope.analysis.base import NeighborGraph
+from dinoscope.analysis.neighbors_exact import exact_search
+from dinoscope.analysis.neighbors_hnsw import RECALL_TARGET, limit_threads
+
+__all__ = ["CHUNK_ROWS", "METHOD", "disk_graph", "iter_chunks"]
+
+logger = logging.getLogger(__name__)
+
+METHOD = "ivf-disk"
+#: Rows read, added or searched at a time (32 k × 768 float32 = 100 MB).
+CHUNK_ROWS = 32_768
+_RESCORE_ROWS = 1_024  # queries re-scored at a time: (1024, 4k, D) float32 = 190 MB at k=15, 768-d
+#: Candidates per neighbour taken from the compressed index and re-scored exactly.
+CANDIDATES = 4
+_TRAIN_PER_LIST = 30  # training rows per inverted list (FAISS asks for >= 30-39)
+_NPROBE_START, _NPROBE_MAX = 8, 256
+_RECALL_SAMPLE = 500
+
+
+def iter_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, (c, D) float32 rows) of an ``.npy`` matrix, read one chunk at a time (mapped only meanwhile).
+
+    Example:
+        >>> sum(len(c) for _, c in iter_chunks(path))  # doctest: +SKIP
+        2000000
+    """
+    n = len(np.load(path, mmap_mode="r"))
+    for start in range(0, n, chunk_rows):
+        yield start, _read_rows(path, np.arange(start, min(n, start + chunk_rows)))
+
+
+def _read_rows(path: Path, rows: np.ndarray) -> np.ndarray:
+    """``rows`` (sorted or not) of an ``.npy`` matrix as float32, the file mapped only for this read."""
+    mapped = np.load(path, mmap_mode="r")
+    try:
+        if len(rows) and np.all(np.diff(rows) == 1):
+            return np.asarray(mapped[rows[0] : rows[-1] + 1], dtype=np.float32)
+        return np.asarray(mapped[rows], dtype=np.float32)
+    finally:
+        del mapped
+
+
+def disk_graph(
+    path: str | Path,
+    k: int = 15,
+    *,
+    workdir: str | Path,
+    seed: int = 0,
+    recall_target: float = RECALL_TARGET,
+    chunk_rows: int = CHUNK_ROWS,
+    n_threads: int | None = None,
+) -> NeighborGraph:
+    """The k most cosine-similar other rows of every row of an ``.npy`` store, in bounded memory.
+
+    Args:
+        path: (N, D) float16/float32 unit vectors in an ``.npy`` file (a run's store).
+        k: Neighbours per row.
+        workdir: Folder for the index and the graph's ``indices.npy`` / ``sims.npy`` (created).
+        seed: Seeds the training sample and the recall sample.
+        recall_target: ``nprobe`` doubles until the re-scored recall on a sample reaches this.
+        chunk_rows: Rows read, added and searched at a time.
+        n_threads: FAISS/BLAS threads (default: all cores).
+
+    Returns:
+        A :class:`NeighborGraph` (method ``ivf-disk``) whose ``indices`` and ``sims`` are read-only memmaps
+        of the files in ``workdir``; ``info`` holds the index settings, recall, seconds per stage.
+    """
+    faiss = require(
+        "faiss", "faiss", "the on-disk neighbour graph", "use build_neighbor_graph below a few million rows"
+    )
+    path, workdir = Path(path), Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    n, d = np.load(path, mmap_mode="r").shape
+    if n < 2 or k < 1:
+        raise ValueError(f"need at least 2 rows and k >= 1; got {n} rows, k={k}")
+    k = min(k, n - 1)
+    nlist = int(np.clip(2 * math.sqrt(n), 1, n // _TRAIN_PER_LIST or 1))
+    info: dict[str, Any] = {"k": k, "n": n, "dim": d, "method": METHOD, "nlist": nlist, "code_bytes": (d + 1) // 2}
+    t0 = time.perf_counter()
+    with limit_threads(n_threads):
+        index = faiss.index_factory(d, f"IVF{nlist}_HNSW32,SQ4", faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(n, size=min(n, nlist * _TRAIN_PER_LIST + 256 * 4), replace=False))
+        index.train(_read_rows(path, sample))
+        for _, chunk in iter_chunks(path, chunk_rows):
+            index.add(chunk)
+        index_path = workdir / "ivf.index"
+        faiss.write_index(index, str(index_path))
+        del index
+        index = faiss.read_index(str(index_path), faiss.IO_FLAG_MMAP)
+        info["build_seconds"] = round(time.perf_counter() - t0, 3)
+        t1 = time.perf_counter()
+        index.nprobe = _tune_nprobe(index, path, n, k, rng, recall_target, info)
+        info["tune_seconds"] = round(time.perf_counter() - t1, 3)
+        t2 = time.perf_counter()
+        indices_path, sims_path = workdir / "indices.npy", workdir / "sims.npy"
+        np.lib.format.open_memmap(indices_path, mode="w+", dtype=np.int64, shape=(n, k)).flush()
+        np.lib.format.open_memmap(sims_path, mode="w+", dtype=np.float32, shape=(n, k)).flush()
+        for start, chunk in iter_chunks(path, chunk_rows):
+            rows = np.arange(start, start + len(chunk))
+            idx, sims = _search(index, path, chunk, rows, k)
+            for file, values in ((indices_path, idx), (sims_path, sims)):
+                out = np.load(file, mmap_mode="r+")
+                out[start : start + len(chunk)] = values
+                out.flush()
+                del out
+        info["search_seconds"] = round(time.perf_counter() - t2, 3)
+    info["seconds"] = round(time.perf_counter() - t0, 3)
+    logger.info("on-disk neighbour graph: %d rows, k=%d, nprobe %d, %.1f s", n, k, info["nprobe"], info["seconds"])
+    return NeighborGraph(
+        indices=np.load(indices_path, mmap_mode="r"),
+        sims=np.load(sims_path, mmap_mode="r"),
+        rows=np.arange(n, dtype=np.int64),
+        method=METHOD,
+        info=info,
+    )
+
+
+def _search(index: Any, path: Path, queries: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top k of each query: 4k + 1 candidates from the index, re-scored exactly, the query's own row dropped."""
+    _, cand = index.search(queries, CANDIDATES * k + 1)
+    idx = np.empty((len(queries), k), np.int64)
+    sims = np.empty((len(queries), k), np.float32)
+    for a in range(0, len(queries), _RESCORE_ROWS):
+        b = min(len(queries), a + _RESCORE_ROWS)
+        c = cand[a:b]
+        wanted = np.unique(c[c >= 0])
+        vectors = _read_rows(path, wanted)
+        where = np.searchsorted(wanted, np.maximum(c, 0))
+        s = np.einsum("qd,qcd->qc", queries[a:b], vectors[where])
+        s[(c < 0) | (c == rows[a:b, None])] = -np.inf
+        key = np.where(c >= 0, c, np.iinfo(np.int64).max)
+        order = np.lexsort((key, -s), axis=1)[:, :k]  # higher similarity first, then the lower row
+        top_s = np.take_along_axis(s, order, 1)
+        top_i = np.take_along_axis(c, order, 1)
+        idx[a:b] = np.where(np.isfinite(top_s), top_i, -1)
+        sims[a:b] = top_s
+    return idx, sims
+
+
+def _tune_nprobe(
+    index: Any, path: Path, n: int, k: int, rng: np.random.Generator, target: float, info: dict[str, Any]
+) -> int:
+    """The smallest doubling of ``nprobe`` whose re-scored recall@k on a sample reaches ``target``."""
+    sample = np.sort(rng.choice(n, size=min(n, _RECALL_SAMPLE), replace=False))
+    queries = _read_rows(path, sample)
+    truth = _exact_truth(path, queries, sample, k)
+    nprobe, recall = _NPROBE_START, 0.0
+    while True:
+        index.nprobe = nprobe
+        found = _search(index, path, queries, sample, k)[0]
+        recall = float(np.mean([len(np.intersect1d(f, t)) / k for f, t in zip(found, truth, strict=True)]))
+        if recall >= target or nprobe >= min(_NPROBE_MAX, index.nlist):
+            break
+        nprobe *= 2
+    info.update(nprobe=nprobe, recall=round(recall, 4), recall_target=target, recall_sample=len(sample))
+    return nprobe
+
+
+def _exact_truth(path: Path, queries: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """(Q, k) exact neighbours of ``queries`` (rows ``rows`` of the store, excluded), read chunk by chunk."""
+    best_i = np.empty((len(queries), 0), np.int64)
+    best_s = np.empty((len(queries), 0), np.float32)
+    for start, chunk in iter_chunks(path):
+        idx, sims = exact_search(queries, chunk, k, self_rows=rows - start)
+        cat_i = np.concatenate([best_i, np.where(idx >= 0, idx + start, -1)], axis=1)
+        cat_s = np.concatenate([best_s, sims], axis=1)
+        order = np.argsort(-cat_s, axis=1, kind="stable")[:, :k]
+        best_i, best_s = np.take_along_axis(cat_i, order, 1), np.take_along_axis(cat_s, order, 1)
+    return best_i

@@ -1,0 +1,46 @@
+"""The on-disk kNN graph: the exact graph's neighbours on planted clusters, from a float16 store in chunks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("faiss")
+
+from dinoscope.analysis.neighbors import build_neighbor_graph
+from dinoscope.analysis.neighbors_disk import disk_graph, iter_chunks
+
+
+def _store(path: Path, n: int = 3_000, d: int = 64, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(30, d))
+    x = centres[rng.integers(0, 30, n)] + 0.5 * rng.normal(size=(n, d))
+    x[7] = x[3]  # a planted exact duplicate
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
+    np.save(path, x)
+    return x
+
+
+def test_chunks_cover_every_row_once(tmp_path: Path) -> None:
+    x = _store(tmp_path / "v.npy", n=1000)
+    starts, parts = zip(*iter_chunks(tmp_path / "v.npy", chunk_rows=300), strict=True)
+    assert list(starts) == [0, 300, 600, 900]
+    np.testing.assert_array_equal(np.concatenate(parts), x.astype(np.float32))
+
+
+def test_disk_graph_matches_the_exact_graph(tmp_path: Path) -> None:
+    x = _store(tmp_path / "v.npy")
+    graph = disk_graph(tmp_path / "v.npy", k=10, workdir=tmp_path / "knn", chunk_rows=700, seed=0, n_threads=1)
+    exact = build_neighbor_graph(x, k=10, method="exact")
+    recall = np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(graph.indices, exact.indices, strict=True)])
+    assert recall >= 0.95 and graph.info["recall"] >= 0.95, (recall, graph.info)
+    assert graph.indices[3, 0] == 7 and graph.indices[7, 0] == 3 and graph.sims[3, 0] == pytest.approx(1.0, abs=1e-3)
+    assert not (graph.indices == np.arange(len(x))[:, None]).any()  # never its own neighbour
+    # similarities are exact dot products of the stored vectors, sorted descending
+    rows = np.arange(len(x))[:, None]
+    expected = (x.astype(np.float32)[rows] * x.astype(np.float32)[graph.indices]).sum(-1)
+    np.testing.assert_allclose(graph.sims, expected, atol=1e-5)
+    assert (np.diff(graph.sims, axis=1) <= 1e-6).all()
+    assert isinstance(graph.indices, np.memmap) and (tmp_path / "knn/ivf.index").is_file()
