@@ -24,9 +24,9 @@ import pandas as pd
 from dinoscope.config import build_config
 from dinoscope.errors import ConfigError
 from dinoscope.options import (
+    DatasetExportOptions,
     DatasetOptions,
     EmbeddingOptions,
-    DatasetExportOptions,
     OutputOptions,
     SeedOptions,
     SplitByOptions,
@@ -45,7 +45,13 @@ _FRAME_NUMBER = re.compile(r"([_\-. ]?(frame|img|image)?[_\-. ]?\d+)$", re.IGNOR
 
 
 class SplitConfig(
-    DatasetOptions, SplitByOptions, SplitRatioOptions, DatasetExportOptions, EmbeddingOptions, SeedOptions, OutputOptions
+    DatasetOptions,
+    SplitByOptions,
+    SplitRatioOptions,
+    DatasetExportOptions,
+    EmbeddingOptions,
+    SeedOptions,
+    OutputOptions,
 ):
     """Settings of ``dinoscope split DATASET`` (``out``: a new run directory, default ``runs/<dataset>-split``)."""
 
