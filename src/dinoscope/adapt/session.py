@@ -26,7 +26,7 @@ from dinoscope.errors import ConfigError, DinoscopeError
 from dinoscope.run import Run
 
 if TYPE_CHECKING:
-    from dinoscope.adapt.distributed import Distributed
+    from dinoscope.distributed import Distributed
 
 __all__ = ["AdaptResult", "Session", "adapt_images", "run_adaptation"]
 
@@ -188,7 +188,7 @@ def build_session(config: Any, device: str, dist: Distributed | None) -> Session
     if state and config.steps and config.steps > settings["steps"]:
         settings = {**settings, "steps": config.steps}
     nets = build_nets(backbone, settings["head_prototypes"], settings["anchor"], settings["seed"]).to(device)
-    student = dist.wrap(nets.student) if dist else nets.student
+    student = dist.wrap(nets.student, find_unused_parameters=True) if dist else nets.student
     student = torch.compile(student) if config.compile else student
     optimiser = torch.optim.AdamW(parameter_groups(nets.student.backbone, nets.student.head, settings["lr"]))
     scaler = torch.amp.GradScaler(enabled=settings["precision"] == "fp16" and device.startswith("cuda"))
@@ -266,7 +266,7 @@ def adapt_images(config: Any) -> AdaptResult:
     """
     if config.out is None:
         raise ConfigError("adapt needs --out, the folder for backbone/, checkpoints/, log.csv and adapt.yaml")
-    from dinoscope.adapt.distributed import join_distributed, spawn
+    from dinoscope.distributed import join_distributed, spawn
 
     if config.nproc > 1 and int(__import__("os").environ.get("WORLD_SIZE", "1")) <= 1:
         spawn(_worker, config.nproc, config)

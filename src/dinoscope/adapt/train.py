@@ -30,9 +30,9 @@ from dinoscope.adapt.objective import lr_factor, momentum_at, teacher_temp_at
 from dinoscope.embed.runtime import autocast_dtype
 
 if TYPE_CHECKING:
-    from dinoscope.adapt.distributed import Distributed
     from dinoscope.adapt.nets import Nets
     from dinoscope.adapt.session import Session
+    from dinoscope.distributed import Distributed
 
 __all__ = ["LOG_COLUMNS", "train_loop"]
 

@@ -46,6 +46,7 @@ __all__ = [
     "get_analysis",
     "register_analysis",
     "registered_analyses",
+    "rows_as_ids",
     "unregister_analysis",
 ]
 
@@ -247,6 +248,26 @@ def registered_analyses() -> list[Analysis]:
 def get_analysis(name: str) -> Analysis | None:
     """The registered analysis of that name, None when there is none."""
     return _REGISTRY.get(name)
+
+
+def rows_as_ids(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Analysis ``name``'s findings with its row-number columns (``row_columns``) as ``<col>_id`` object ids.
+
+    Row numbers mean something only inside one run; object ids survive a join, an export or a report
+    (-1 -> ``""``). The frame is changed in place and returned.
+
+    Example:
+        >>> frame = pd.DataFrame({"object_id": ["a", "b"], "duplicate_of": [1, -1]})
+        >>> rows_as_ids("duplicates", frame)["duplicate_of_id"].tolist()
+        ['b', '']
+    """
+    ids = frame["object_id"].to_numpy()
+    analysis = get_analysis(name)
+    for col in analysis.row_columns if analysis is not None else ():
+        if col in frame.columns:
+            rows = frame.pop(col).to_numpy()
+            frame[f"{col}_id"] = np.where(rows >= 0, ids[np.clip(rows, 0, max(len(ids) - 1, 0))], "")
+    return frame
 
 
 # --- the analyses shipped with dinoscope, in run order (one entry each) -------------------------------------

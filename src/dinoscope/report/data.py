@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dinoscope.analysis.registry import get_analysis, registered_analyses
+from dinoscope.analysis.registry import get_analysis, registered_analyses, rows_as_ids
 from dinoscope.errors import DinoscopeError
 from dinoscope.io.checks import CheckReport, read_checks, run_checks
 from dinoscope.run import Run
@@ -144,13 +144,7 @@ def _merge(table: ObjectTable, findings: dict[str, pd.DataFrame], names: list[st
         raise DinoscopeError(f"summary.json lists {len(names)} classes but objects use class {cls.max()}")
     objects["cls"] = cls
     for name, frame in findings.items():
-        frame = frame.copy()
-        ids = frame["object_id"].to_numpy()
-        analysis = get_analysis(name)
-        for col in analysis.row_columns if analysis is not None else ():
-            if col in frame.columns:
-                rows = frame.pop(col).to_numpy()
-                frame[f"{col}_id"] = np.where(rows >= 0, ids[np.clip(rows, 0, max(len(ids) - 1, 0))], "")
+        frame = rows_as_ids(name, frame.copy())
         objects = _join(objects, frame, name)
     return objects
 

@@ -11,7 +11,7 @@ The recipe (the inspection team's, with nnU-Net's habits, Isensee et al. 2021):
 - loss = BCE + soft Dice of the foreground; AdamW, lr 1e-3, poly decay (exponent 0.9) per step;
 - AMP: autocast to the precision of :func:`dinoscope.embed.runtime.resolve_precision` (bf16 on GPUs, fp16
   with a gradient scaler where bf16 is missing; on CPUs only where bf16 is native);
-- DDP under ``torchrun`` (:mod:`dinoscope.seg.distributed`): ``--batch-size`` per process, rank 0 validates
+- DDP under ``torchrun`` (:mod:`dinoscope.distributed`): ``--batch-size`` per process, rank 0 validates
   and writes;
 - every epoch: validation images predicted whole (sliding window, :class:`~dinoscope.seg.infer.Predictor`),
   ``tr_loss, va_loss, va_dice, va_iou`` reported and appended to ``metrics.csv``; ``checkpoints/last.pt``
@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dinoscope.distributed import Distributed, join_distributed
 from dinoscope.embed.runtime import autocast_dtype, decode_workers, resolve_device, resolve_precision
 from dinoscope.errors import ConfigError
 from dinoscope.run import Run
 from dinoscope.seg.augment import CropDataset
 from dinoscope.seg.data import SegSample, read_sample, select_split
-from dinoscope.seg.distributed import Distributed, start_distributed
 from dinoscope.seg.infer import Predictor
 from dinoscope.seg.metrics import Counts, count_pixels, scores
 from dinoscope.seg.model import ModelInfo, build_model, load_checkpoint, resolve_architecture, save_checkpoint
@@ -116,7 +116,7 @@ def train_segmentation(
     if not config.resume:
         resolve_architecture(config.model)  # a bad --model is reported before any data is read
     device = resolve_device(config.device)
-    dist = start_distributed(device)
+    dist = join_distributed(device)
     try:
         return _train(config, dist.device if dist else device, dist, on_epoch)
     finally:

@@ -90,18 +90,12 @@ def export_tables(run: Run, table: ObjectTable) -> pd.DataFrame:
     Example:
         >>> export_tables(Run.open("runs/ppe"), Run.open("runs/ppe").read_objects()).columns  # doctest: +SKIP
     """
-    from dinoscope.analysis.registry import get_analysis, registered_analyses
+    from dinoscope.analysis.registry import registered_analyses, rows_as_ids
 
     objects = table.data.copy()
     known = [a.name for a in registered_analyses() if run.findings_path(a.name).is_file()]
     for name in known + [n for n in run.findings_names() if n not in known]:
-        frame = run.read_findings(name)
-        ids = frame["object_id"].to_numpy()
-        analysis = get_analysis(name)
-        for col in analysis.row_columns if analysis is not None else ():
-            if col in frame.columns:
-                rows = frame.pop(col).to_numpy()
-                frame[f"{col}_id"] = np.where(rows >= 0, ids[np.clip(rows, 0, max(len(ids) - 1, 0))], "")
+        frame = rows_as_ids(name, run.read_findings(name))
         objects = _join(objects, frame)
     coords = run.read_map()
     return objects if coords is None else _join(objects, coords)

@@ -1,14 +1,15 @@
-"""Data-parallel adaptation (DDP) on one machine: ``--nproc N`` starts N processes, or run under ``torchrun``.
+"""Data-parallel jobs on one or several machines (DDP): torchrun's environment, or ``--nproc N`` processes here.
 
-``dinoscope adapt IMAGES --model M --out DIR --nproc 2`` spawns two processes (NCCL on GPUs, one per GPU;
-gloo on CPUs) that each train on their share of every step's images (``--batch-size`` is per process);
-``DistributedDataParallel`` averages the student's gradients, the teacher centres are averaged by lightly's
-centring, so every process holds the same teacher. Rank 0 alone checks, saves and writes. The equivalent
-torchrun line (several machines: add ``--nnodes``/``--rdzv-endpoint``)::
+One place for what `seg train` and `adapt` share: :func:`join_distributed` reads torchrun's environment
+(``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``), joins the process group (NCCL on GPUs, gloo on CPUs) and pins each
+process to its GPU; :func:`spawn` starts N processes on this machine with that environment (what ``--nproc``
+does). Each process trains on its share of every step (the batch size is per process), gradients are averaged by
+``DistributedDataParallel``, and rank 0 alone validates, saves and prints. Without either nothing here does
+anything. torch is imported only when a job runs.
 
-    torchrun --nproc-per-node 4 -m dinoscope.cli.main adapt IMAGES --model M --out DIR
-
-Without either nothing here does anything.
+Example:
+    >>> join_distributed("cpu") is None  # not started by torchrun or spawn
+    True
 """
 
 from __future__ import annotations
@@ -28,18 +29,27 @@ class Distributed:
 
     rank: int
     world_size: int
+    local_rank: int
     device: str
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def wrap(self, net: Any) -> Any:
-        """The network in ``DistributedDataParallel`` (parameters the head warm-up freezes get no gradient)."""
-        from torch.nn.parallel import DistributedDataParallel
+    def barrier(self) -> None:
+        """Wait for every process."""
+        import torch.distributed as dist
 
-        ids = [int(self.device.split(":")[1])] if self.device.startswith("cuda") else None
-        return DistributedDataParallel(net, device_ids=ids, find_unused_parameters=True)
+        dist.barrier()
+
+    def mean(self, value: float) -> float:
+        """The mean of ``value`` over every process."""
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t.item()) / self.world_size
 
     def broadcast_flag(self, flag: bool) -> bool:
         """Rank 0's ``flag`` on every process."""
@@ -50,7 +60,16 @@ class Distributed:
         dist.broadcast(t, 0)
         return bool(t.item())
 
+    def wrap(self, net: Any, *, find_unused_parameters: bool = False) -> Any:
+        """The network in ``DistributedDataParallel`` on this process's device (``find_unused_parameters`` when
+        some parameters get no gradient in some steps, e.g. frozen during a warm-up)."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [int(self.device.split(":")[1])] if self.device.startswith("cuda") else None
+        return DistributedDataParallel(net, device_ids=ids, find_unused_parameters=find_unused_parameters)
+
     def close(self) -> None:
+        """Leave the process group."""
         import torch.distributed as dist
 
         if dist.is_initialized():
@@ -60,9 +79,8 @@ class Distributed:
 def join_distributed(device: str) -> Distributed | None:
     """Join the job of this process (``WORLD_SIZE`` > 1 in the environment), or None when it runs alone.
 
-    Example:
-        >>> join_distributed("cpu") is None
-        True
+    Args:
+        device: The resolved device (``cuda`` -> ``cuda:<LOCAL_RANK>``; ``cpu`` -> gloo on the CPU).
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -76,7 +94,7 @@ def join_distributed(device: str) -> Distributed | None:
         device = f"cuda:{local}"
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", rank=rank, world_size=world)
-    return Distributed(rank, world, device)
+    return Distributed(rank, world, local, device)
 
 
 def spawn(fn: Callable[..., Any], nproc: int, *args: Any) -> None:
