@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -85,3 +86,15 @@ def make_yolo_dataset(root: Path) -> Path:
     write_text(root / "val/labels/v0.txt", good)
     write_text(root / "val/labels/v1.txt", "1 0.5 0.5 0.3 0.3")
     return root
+
+
+def copy_ppe_subset(ppe_dir: Path, dest: Path, n_images: int) -> Path:
+    """The first ``n_images`` train images of the real PPE set with their labels and data.yaml, copied to ``dest``."""
+    for image in sorted((ppe_dir / "train" / "images").iterdir())[:n_images]:
+        label = ppe_dir / "train" / "labels" / (image.stem + ".txt")
+        for src, dst in ((image, dest / "train/images" / image.name), (label, dest / "train/labels" / label.name)):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.exists():
+                shutil.copyfile(src, dst)
+    shutil.copyfile(ppe_dir / "data.yaml", dest / "data.yaml")
+    return dest

