@@ -3,10 +3,12 @@
 Synthetic float16 unit vectors (768-d, a mixture of 2,000 Gaussian groups — sub-types of 40 classes — plus 1%
 uniform outliers) are written to an ``.npy`` store chunk by chunk, then each size is searched in a FRESH
 process (so its peak RSS is its own): build (train + add + write), nprobe tuning, search + exact re-scoring.
-Printed per size: seconds per stage, recall@15 on a 500-row sample, the peak RSS and the store's size; then
+Printed per size: seconds per stage, recall@15 on a 500-row sample, the peak RSS, the store's size and the
+1-minute load average (2 shared cores here); up to ``--hnsw-max`` rows the in-memory HNSW path
+(``build_neighbor_graph``, the store loaded) runs on the same store and the ratios are printed; then
 the growth exponents ``log(t2 / t1) / log(n2 / n1)`` of time and peak RSS between consecutive sizes.
 Usage:
-    python benchmarks/scale.py [--sizes 250000,500000,1000000,2000000] [--k 15] [--dim 768]
+    python benchmarks/scale.py [--sizes 250000,500000,1000000,2000000] [--k 15] [--dim 768] [--hnsw-max 100000]
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -49,16 +52,22 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def one(path: Path, k: int, workdir: Path) -> None:
-    """Child process: build the graph of one store and print a JSON line with its figures."""
+def one(path: Path, k: int, workdir: Path, hnsw: bool) -> None:
+    """Child process: build the graph of one store and print a JSON line with its figures (``hnsw``: the
+    in-memory path, the store loaded, for the side-by-side ratio)."""
+    from dinoscope.analysis.neighbors import build_neighbor_graph
     from dinoscope.analysis.neighbors_disk import disk_graph
 
     t0 = time.perf_counter()
-    graph = disk_graph(path, k, workdir=workdir)
+    if hnsw:
+        graph = build_neighbor_graph(np.load(path), k, method="hnsw")
+        graph.info.update(tune_seconds=graph.info["recall_seconds"], nprobe="-", candidates="-", threads="-")
+    else:
+        graph = disk_graph(path, k, workdir=workdir)
     seconds = time.perf_counter() - t0
     peak = peak_rss_mb()
-    info = {key: graph.info[key] for key in ("build_seconds", "tune_seconds", "search_seconds", "nprobe", "recall")}
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, **info}))
+    keys = ("build_seconds", "tune_seconds", "search_seconds", "nprobe", "candidates", "recall", "threads")
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, **{key: graph.info[key] for key in keys}}))
 
 
 def main() -> None:
@@ -66,38 +75,47 @@ def main() -> None:
     parser.add_argument("--sizes", default="250000,500000,1000000,2000000")
     parser.add_argument("--k", type=int, default=15)
     parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--hnsw-max", type=int, default=100_000, help="also run the in-memory HNSW up to this N")
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--hnsw", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        one(args.one, args.k, args.workdir)
+        one(args.one, args.k, args.workdir, args.hnsw)
         return
     rows = []
-    print(f"{'N':>10} {'store MB':>9} {'build s':>8} {'tune s':>7} {'search s':>9} {'total s':>8} "
-          f"{'nprobe':>6} {'recall':>6} {'peak RSS MB':>11}")  # fmt: skip
+    print(f"{'N':>10} {'path':>8} {'store MB':>9} {'build s':>8} {'tune s':>7} {'search s':>9} {'total s':>8} "
+          f"{'nprobe':>6} {'cand':>4} {'thr':>3} {'recall':>6} {'peak RSS MB':>11} {'load':>5}")  # fmt: skip
     for n in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             store = Path(tmp) / "vectors.npy"
             write_store(store, n, args.dim)
-            cmd = [
-                sys.executable,
-                __file__,
-                "--one",
-                str(store),
-                "--k",
-                str(args.k),
-                "--workdir",
-                str(Path(tmp) / "knn"),
-            ]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-            r = json.loads(out)
-            rows.append((n, r))
-            print(
-                f"{n:>10,} {store.stat().st_size / 2**20:>9,.0f} {r['build_seconds']:>8.1f} {r['tune_seconds']:>7.1f} "
-                f"{r['search_seconds']:>9.1f} {r['seconds']:>8.1f} {r['nprobe']:>6} {r['recall']:>6.3f} "
-                f"{r['peak_rss_mb']:>11,.0f}",
-                flush=True,
-            )
+            for path in ("disk", "hnsw") if n <= args.hnsw_max else ("disk",):
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    str(store),
+                    "--k",
+                    str(args.k),
+                    "--workdir",
+                    str(Path(tmp) / "knn"),
+                ]
+                out = subprocess.run(cmd + ["--hnsw"] * (path == "hnsw"), check=True, capture_output=True, text=True)
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                if path == "disk":
+                    rows.append((n, r))
+                print(
+                    f"{n:>10,} {path:>8} {store.stat().st_size / 2**20:>9,.0f} {r['build_seconds']:>8.1f} "
+                    f"{r['tune_seconds']:>7.1f} {r['search_seconds']:>9.1f} {r['seconds']:>8.1f} {r['nprobe']:>6} "
+                    f"{r['candidates']:>4} {r['threads']:>3} {r['recall']:>6.3f} {r['peak_rss_mb']:>11,.0f} "
+                    f"{os.getloadavg()[0]:>5.1f}",
+                    flush=True,
+                )
+                if path == "hnsw":
+                    disk = rows[-1][1]
+                    print(f"{'':>10} disk / in-memory HNSW: time {disk['seconds'] / r['seconds']:.2f}x, "
+                          f"peak RSS {disk['peak_rss_mb'] / r['peak_rss_mb']:.2f}x", flush=True)  # fmt: skip
     for (n1, a), (n2, b) in itertools.pairwise(rows):
         ratio = math.log(n2 / n1)
         print(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +38,7 @@ from dinoscope.analysis.base import NeighborGraph
 from dinoscope.analysis.neighbors_exact import exact_search
 from dinoscope.analysis.neighbors_hnsw import RECALL_TARGET, limit_threads
 
-__all__ = ["CHUNK_ROWS", "METHOD", "disk_graph", "iter_chunks"]
+__all__ = ["CHUNK_ROWS", "METHOD", "busy_threads", "disk_graph", "iter_chunks"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,9 @@ _RESCORE_ROWS = 1_024  # queries re-scored at a time: (1024, 4k, D) float32 = 19
 #: Candidates per neighbour taken from the compressed index and re-scored exactly.
 CANDIDATES = 4
 _TRAIN_PER_LIST = 30  # training rows per inverted list (FAISS asks for >= 30-39)
-_NPROBE_START, _NPROBE_MAX = 8, 256
+_NPROBE_START, _NPROBE_MAX = 4, 256
+_NPROBE_GAIN = 0.01  # a doubling of nprobe that gains less has stalled
+_CANDIDATES_MAX = 32
 _RECALL_SAMPLE = 500
 
 
@@ -62,6 +65,23 @@ def iter_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[int,
     n = len(np.load(path, mmap_mode="r"))
     for start in range(0, n, chunk_rows):
         yield start, _read_rows(path, np.arange(start, min(n, start + chunk_rows)))
+
+
+def busy_threads() -> int | None:
+    """1 while the 1-minute load average exceeds the cores, else None (all cores).
+
+    FAISS's OpenMP threads spin-wait at every barrier: on 2 cores shared with other jobs (load 11-13), training
+    the IVF-PQ index on 20 k rows took 44-67 s with 2 threads and 5-8 s with 1; adding and searching 1.5-2x
+    longer with 2.
+
+    Example:
+        >>> busy_threads() in (1, None)
+        True
+    """
+    try:
+        return 1 if os.getloadavg()[0] > (os.cpu_count() or 1) else None
+    except OSError:  # no load average on this platform
+        return None
 
 
 def _read_rows(path: Path, rows: np.ndarray) -> np.ndarray:
@@ -94,7 +114,8 @@ def disk_graph(
         seed: Seeds the training sample and the recall sample.
         recall_target: ``nprobe`` doubles until the re-scored recall on a sample reaches this.
         chunk_rows: Rows read, added and searched at a time.
-        n_threads: FAISS/BLAS threads (default: all cores).
+        n_threads: FAISS/BLAS threads (default: all cores, or 1 while the machine is busier than its cores:
+            see :func:`busy_threads`).
 
     Returns:
         A :class:`NeighborGraph` (method ``ivf-disk``) whose ``indices`` and ``sims`` are read-only memmaps
@@ -110,35 +131,41 @@ def disk_graph(
         raise ValueError(f"need at least 2 rows and k >= 1; got {n} rows, k={k}")
     k = min(k, n - 1)
     nlist = int(np.clip(2 * math.sqrt(n), 1, n // _TRAIN_PER_LIST or 1))
-    info: dict[str, Any] = {"k": k, "n": n, "dim": d, "method": METHOD, "nlist": nlist, "code_bytes": (d + 1) // 2}
+    codes = f"PQ{d // 8 if d >= 256 else d // 4}x4fs" if d % 16 == 0 else "SQ4"
+    info: dict[str, Any] = {"k": k, "n": n, "dim": d, "method": METHOD, "nlist": nlist, "codes": codes}
+    n_threads = busy_threads() if n_threads is None else n_threads
+    info["threads"] = n_threads or os.cpu_count()
     t0 = time.perf_counter()
     with limit_threads(n_threads):
-        index = faiss.index_factory(d, f"IVF{nlist}_HNSW32,SQ4", faiss.METRIC_INNER_PRODUCT)
+        index = faiss.index_factory(d, f"IVF{nlist}_HNSW32,{codes}", faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(n, size=min(n, nlist * _TRAIN_PER_LIST + 256 * 4), replace=False))
         index.train(_read_rows(path, sample))
+        info["train_seconds"] = round(time.perf_counter() - t0, 3)
         for _, chunk in iter_chunks(path, chunk_rows):
             index.add(chunk)
         index_path = workdir / "ivf.index"
         faiss.write_index(index, str(index_path))
         del index
         index = faiss.read_index(str(index_path), faiss.IO_FLAG_MMAP)
+        info["code_bytes"] = int(index.code_size)
         info["build_seconds"] = round(time.perf_counter() - t0, 3)
         t1 = time.perf_counter()
-        index.nprobe = _tune_nprobe(index, path, n, k, rng, recall_target, info)
+        index.nprobe, factor = _tune(index, path, n, k, rng, recall_target, info)
         info["tune_seconds"] = round(time.perf_counter() - t1, 3)
         t2 = time.perf_counter()
         indices_path, sims_path = workdir / "indices.npy", workdir / "sims.npy"
-        np.lib.format.open_memmap(indices_path, mode="w+", dtype=np.int64, shape=(n, k)).flush()
-        np.lib.format.open_memmap(sims_path, mode="w+", dtype=np.float32, shape=(n, k)).flush()
-        for start, chunk in iter_chunks(path, chunk_rows):
-            rows = np.arange(start, start + len(chunk))
-            idx, sims = _search(index, path, chunk, rows, k)
-            for file, values in ((indices_path, idx), (sims_path, sims)):
-                out = np.load(file, mmap_mode="r+")
-                out[start : start + len(chunk)] = values
-                out.flush()
-                del out
+        out_idx = np.lib.format.open_memmap(indices_path, mode="w+", dtype=np.int64, shape=(n, k))
+        out_sims = np.lib.format.open_memmap(sims_path, mode="w+", dtype=np.float32, shape=(n, k))
+        # queries in inverted-list order: a block's rows are near each other, so they probe the same lists and
+        # share most of their candidates (the re-scoring reads far fewer distinct rows of the store)
+        order = _list_order(faiss, index)
+        for a in range(0, n, chunk_rows):
+            rows = order[a : a + chunk_rows]
+            out_idx[rows], out_sims[rows] = _search(index, path, _read_rows(path, rows), rows, k, factor)
+        out_idx.flush()
+        out_sims.flush()
+        del out_idx, out_sims
         info["search_seconds"] = round(time.perf_counter() - t2, 3)
     info["seconds"] = round(time.perf_counter() - t0, 3)
     logger.info("on-disk neighbour graph: %d rows, k=%d, nprobe %d, %.1f s", n, k, info["nprobe"], info["seconds"])
@@ -151,18 +178,37 @@ def disk_graph(
     )
 
 
-def _search(index: Any, path: Path, queries: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top k of each query: 4k + 1 candidates from the index, re-scored exactly, the query's own row dropped."""
-    _, cand = index.search(queries, CANDIDATES * k + 1)
+def _list_order(faiss: Any, index: Any) -> np.ndarray:
+    """Every row id of the index, inverted list by inverted list."""
+    lists = faiss.extract_index_ivf(index).invlists
+    parts = [np.empty(0, np.int64)]
+    for i in range(lists.nlist):
+        size = lists.list_size(i)
+        if size:
+            parts.append(faiss.rev_swig_ptr(lists.get_ids(i), size).copy())
+    return np.concatenate(parts)
+
+
+def _search(
+    index: Any, path: Path, queries: np.ndarray, rows: np.ndarray, k: int, factor: int = CANDIDATES
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top k of each query: ``factor·k + 1`` candidates from the index, re-scored exactly, its own row dropped.
+
+    Queries come in blocks of rows that are near each other (see :func:`disk_graph`), so a block's distinct
+    candidates are few: they are read from the store once (sorted rows) and each query's are gathered from them.
+    """
+    _, cand = index.search(queries, factor * k + 1)
     idx = np.empty((len(queries), k), np.int64)
     sims = np.empty((len(queries), k), np.float32)
-    for a in range(0, len(queries), _RESCORE_ROWS):
-        b = min(len(queries), a + _RESCORE_ROWS)
+    step = max(64, _RESCORE_ROWS * CANDIDATES // factor)  # the gather buffer stays ~190 MB (768-d, k=15)
+    buffer = np.empty((min(len(queries), step), cand.shape[1], queries.shape[1]), np.float32)
+    for a in range(0, len(queries), step):
+        b = min(len(queries), a + step)
         c = cand[a:b]
         wanted = np.unique(c[c >= 0])
-        vectors = _read_rows(path, wanted)
         where = np.searchsorted(wanted, np.maximum(c, 0))
-        s = np.einsum("qd,qcd->qc", queries[a:b], vectors[where])
+        gathered = np.take(_read_rows(path, wanted), where, axis=0, out=buffer[: b - a], mode="clip")
+        s = np.einsum("qd,qcd->qc", queries[a:b], gathered)
         s[(c < 0) | (c == rows[a:b, None])] = -np.inf
         key = np.where(c >= 0, c, np.iinfo(np.int64).max)
         order = np.lexsort((key, -s), axis=1)[:, :k]  # higher similarity first, then the lower row
@@ -173,23 +219,37 @@ def _search(index: Any, path: Path, queries: np.ndarray, rows: np.ndarray, k: in
     return idx, sims
 
 
-def _tune_nprobe(
+def _tune(
     index: Any, path: Path, n: int, k: int, rng: np.random.Generator, target: float, info: dict[str, Any]
-) -> int:
-    """The smallest doubling of ``nprobe`` whose re-scored recall@k on a sample reaches ``target``."""
+) -> tuple[int, int]:
+    """(nprobe, candidates per neighbour) whose re-scored recall@k on a sample reaches ``target``.
+
+    ``nprobe`` doubles while that raises the recall (the true neighbours sit in lists not visited); when it
+    stops helping, the candidates per neighbour double instead (the 4-bit codes rank the true neighbours too
+    low to be re-scored).
+    """
     sample = np.sort(rng.choice(n, size=min(n, _RECALL_SAMPLE), replace=False))
     queries = _read_rows(path, sample)
     truth = _exact_truth(path, queries, sample, k)
-    nprobe, recall = _NPROBE_START, 0.0
+    nprobe, factor, tried = _NPROBE_START, CANDIDATES, []
+    nprobe_max = min(_NPROBE_MAX, index.nlist)
     while True:
         index.nprobe = nprobe
-        found = _search(index, path, queries, sample, k)[0]
+        found = _search(index, path, queries, sample, k, factor)[0]
         recall = float(np.mean([len(np.intersect1d(f, t)) / k for f, t in zip(found, truth, strict=True)]))
-        if recall >= target or nprobe >= min(_NPROBE_MAX, index.nlist):
+        tried.append([nprobe, factor, round(recall, 4)])
+        stalled = len(tried) > 1 and tried[-2][1] == factor and recall - tried[-2][2] < _NPROBE_GAIN
+        if recall >= target or (factor >= _CANDIDATES_MAX and (stalled or nprobe >= nprobe_max)):
             break
-        nprobe *= 2
-    info.update(nprobe=nprobe, recall=round(recall, 4), recall_target=target, recall_sample=len(sample))
-    return nprobe
+        if (stalled or nprobe >= nprobe_max) and factor < _CANDIDATES_MAX:
+            factor *= 2
+        else:
+            nprobe = min(2 * nprobe, nprobe_max)
+    if recall < target:
+        logger.warning("on-disk graph: recall %.3f < %.2f after trying %s", recall, target, tried)
+    info.update(nprobe=nprobe, candidates=factor, recall=round(recall, 4), recall_target=target)
+    info.update(recall_sample=len(sample), recall_tried=tried)
+    return nprobe, factor
 
 
 def _exact_truth(path: Path, queries: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
