@@ -241,6 +241,11 @@ class NeighboursOptions(StrictModel):
 class AnalysisOptions(NeighboursOptions):
     """The analyses over a run's vectors."""
 
+    neighbor_method: Literal["auto", "exact", "hnsw", "disk"] = Field(
+        "auto",
+        description="kNN graph: auto (exact up to 10 k objects, else HNSW in memory, or on disk when that would "
+        "take over half the free memory), exact, hnsw, or disk (FAISS IVF-PQ on disk, the store read in chunks).",
+    )
     cluster_method: Literal["auto", "spectral", "hdbscan", "dbscan"] = Field(
         "auto",
         description="Sub-groups: auto (density groups, each split where its kNN graph has a stable bottleneck), "

@@ -13,10 +13,14 @@ Ties are broken the same way everywhere: higher similarity first, then the lower
 input always gives the same graph. A row's exact duplicate at another index is a neighbour with similarity 1;
 the row itself never is.
 
+Past the memory the in-memory HNSW needs (one float32 copy and FAISS's own, N·D·8 bytes with the links), the
+``disk`` path (:mod:`~dinoscope.analysis.neighbors_disk`) reads the ``.npy`` store in chunks and keeps only
+compressed codes; ``auto`` takes it when the in-memory index would need more than half of the free memory.
+
 This module chooses the path and keeps the graph's I/O; the search itself lives in
 :mod:`~dinoscope.analysis.neighbors_exact` (blocked exact search), :mod:`~dinoscope.analysis.neighbors_hnsw`
-(the FAISS index and its recall tuning) and :mod:`~dinoscope.analysis.neighbors_class` (within-class graphs
-taken from the all-object candidates).
+(the FAISS index and its recall tuning), :mod:`~dinoscope.analysis.neighbors_disk` (the on-disk index) and
+:mod:`~dinoscope.analysis.neighbors_class` (within-class graphs taken from the all-object candidates).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +46,7 @@ __all__ = [
     "EXACT_MAX",
     "build_class_graphs",
     "build_neighbor_graph",
+    "choose_method",
     "first_k",
     "load_graph",
     "save_graph",
@@ -50,7 +57,11 @@ logger = logging.getLogger(__name__)
 #: Default crossover: exact up to this many rows, HNSW above. Measured on 2 cores, 768-d (exact / HNSW with the
 #: recall check): 5 k 1.0 / 0.8 s, 10 k 2.2 / 2.4-3.5 s, 15 k 8.1 / 4.8 s, 20 k 14 / 6.7 s, 30 k 30 / 11 s.
 EXACT_MAX = 10_000
-METHODS = ("auto", "exact", "hnsw")
+METHODS = ("auto", "exact", "hnsw", "disk")
+#: Bytes per vector value the in-memory HNSW path holds (a float32 copy + FAISS's float32 copy).
+IN_MEMORY_BYTES = 8
+#: ``auto`` goes to disk when the in-memory path would need more than this share of the free memory.
+MEMORY_SHARE = 0.5
 
 
 def build_neighbor_graph(
@@ -64,6 +75,8 @@ def build_neighbor_graph(
     n_threads: int | None = None,
     recall_target: float = RECALL_TARGET,
     recall_k: int | None = None,
+    store: str | Path | None = None,
+    workdir: str | Path | None = None,
 ) -> NeighborGraph:
     """Find the k most cosine-similar other rows of every row.
 
@@ -73,13 +86,16 @@ def build_neighbor_graph(
         k: Neighbours per row; rows with fewer than k other rows are padded with -1 / -inf.
         rows: (N,) global row numbers of ``vectors`` (default ``arange(N)``); the graph's indices use them, so
             a within-class graph built from a class's vectors points into the run's global numbering.
-        method: ``"exact"``, ``"hnsw"`` (FAISS, extra ``faiss``) or ``"auto"`` (exact when N <= exact_max).
+        method: ``"exact"``, ``"hnsw"`` (FAISS, extra ``faiss``), ``"disk"`` (FAISS IVF-PQ on disk) or ``"auto"``
+            (:func:`choose_method`).
         exact_max: Crossover for ``"auto"`` (default :data:`EXACT_MAX`).
         seed: Seeds the HNSW level assignment and the recall sample.
         n_threads: Threads for FAISS and BLAS (default: all cores).
         recall_target: HNSW only: ``efSearch`` grows (×1.5) until the recall measured on a sample reaches this.
         recall_k: HNSW only: measure that recall on the first ``recall_k`` neighbours (default k) - for a graph
             searched wider than the part that must be accurate (the extra columns are candidates).
+        store: Disk only: an ``.npy`` file holding exactly ``vectors`` (else they are written to a temporary one).
+        workdir: Disk only: folder for the temporary index files (default: the system's temporary folder).
 
     Returns:
         A :class:`NeighborGraph` with (N, k) ``indices`` (global rows, most similar first) and ``sims``;
@@ -101,7 +117,7 @@ def build_neighbor_graph(
     if rows.shape != (n,):
         raise ValueError(f"rows has shape {rows.shape}, expected ({n},) to match vectors {vectors.shape}")
     limit = EXACT_MAX if exact_max is None else exact_max
-    used = ("exact" if n <= limit else "hnsw") if method == "auto" else method
+    used = choose_method(n, d, method, exact_max=limit)
     if n <= 1:
         used = "exact"
     start = time.perf_counter()
@@ -109,6 +125,9 @@ def build_neighbor_graph(
     with limit_threads(n_threads):
         if used == "exact":
             local, sims = exact_graph(vectors, k)
+        elif used == "disk":
+            local, sims, disk_info = _disk(vectors, k, seed, recall_target, store=store, workdir=workdir)
+            info.update({key: value for key, value in disk_info.items() if key not in info})
         else:
             local, sims = hnsw_graph(
                 vectors, k, seed=seed, recall_target=recall_target, recall_k=min(k, recall_k or k), info=info
@@ -117,6 +136,67 @@ def build_neighbor_graph(
     info["seconds"] = round(time.perf_counter() - start, 3)
     logger.info("neighbour graph: %d rows, k=%d, %s, %.1f s", n, k, used, info["seconds"])
     return NeighborGraph(indices=indices, sims=sims, rows=rows, method=used, info=info)
+
+
+def choose_method(n: int, d: int, method: str = "auto", *, exact_max: int | None = None) -> str:
+    """The graph path for N rows of D values: ``method`` unless it is ``"auto"``, then exact up to ``exact_max``
+    rows, the in-memory HNSW while it needs at most half the free memory (N·D·8 bytes), else disk.
+
+    Example:
+        >>> choose_method(5_000, 768), choose_method(10**6, 768, "disk")
+        ('exact', 'disk')
+    """
+    if method != "auto":
+        return method
+    if n <= (EXACT_MAX if exact_max is None else exact_max):
+        return "exact"
+    return "disk" if n * d * IN_MEMORY_BYTES > MEMORY_SHARE * available_memory() else "hnsw"
+
+
+def available_memory() -> int:
+    """Bytes of memory free for new allocations (Linux ``MemAvailable``; else half the physical memory)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def _disk(
+    vectors: np.ndarray,
+    k: int,
+    seed: int,
+    recall_target: float,
+    *,
+    store: str | Path | None,
+    workdir: str | Path | None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The on-disk graph of ``vectors`` (read from ``store``, or written chunk by chunk to a temporary ``.npy``);
+    the graph is copied into memory (N·k·12 bytes) and the index files deleted."""
+    from dinoscope.analysis.neighbors_disk import disk_graph
+
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=workdir, prefix="knn-") as tmp:
+        path = Path(store) if store is not None else _write_npy(vectors, Path(tmp) / "vectors.npy")
+        graph = disk_graph(path, k, workdir=Path(tmp), seed=seed, recall_target=recall_target)
+        indices, sims, info = np.array(graph.indices), np.array(graph.sims), graph.info
+        del graph
+    return indices, sims, info
+
+
+def _write_npy(vectors: np.ndarray, path: Path, chunk: int = 65_536) -> Path:
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=vectors.dtype, shape=vectors.shape)
+    for a in range(0, len(vectors), chunk):
+        out[a : a + chunk] = vectors[a : a + chunk]
+    out.flush()
+    del out
+    return path
 
 
 def build_class_graphs(
@@ -141,7 +221,8 @@ def build_class_graphs(
         class_id: (N,) integer class of every row.
         k: Neighbours per row (small classes are padded with -1 / -inf).
         candidates: Optional all-object graph over the same N rows (``rows == arange(N)``), most similar first.
-        **kw: Passed to :func:`build_neighbor_graph` (method, exact_max, seed, n_threads, recall_target).
+        **kw: Passed to :func:`build_neighbor_graph` (method, exact_max, seed, n_threads, recall_target,
+            workdir).
 
     Returns:
         {class id: graph}; each graph's ``rows`` and ``indices`` are global row numbers of that class.

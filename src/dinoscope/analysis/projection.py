@@ -163,7 +163,8 @@ def compute_class_maps(
         graph = None if graphs is None else graphs.get(int(c))
         if graph is not None and not np.array_equal(graph.rows, rows):
             raise ValueError(f"the graph given for class {c} does not cover exactly that class's rows")
-        maps[int(c)] = compute_map(np.asarray(vectors[rows]), graph=graph, **kw)
+        whole = len(rows) == len(vectors)  # one class: no copy of a memmap store
+        maps[int(c)] = compute_map(vectors if whole else np.asarray(vectors[rows]), graph=graph, **kw)
     return maps
 
 

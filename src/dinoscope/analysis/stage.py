@@ -66,7 +66,9 @@ def analyze_into_run(
     Returns:
         The :class:`AnalysisRun`.
     """
-    table, vectors, store_name = _load(run, table if table is not None else run.read_objects(), store)
+    table, vectors, store_name, graph_store = _load(
+        run, table if table is not None else run.read_objects(), store, options
+    )
     names = list(table.class_names) or [UNLABELLED]
     class_id = np.where(table.class_id >= 0, table.class_id, 0) if table.class_names else np.zeros(len(table), int)
     timings: dict[str, float] = {}
@@ -83,6 +85,8 @@ def analyze_into_run(
         seed=seed,
         table=table,
         timings=timings,
+        graph_store=graph_store,
+        workdir=run.room("index"),
     )
     results, maps = _run_registered(context, timings)
     summary = _write(run, table, names, class_id, results, maps, timings, store_name, options, seed)
@@ -154,8 +158,14 @@ def _context(
     seed: int,
     table: ObjectTable | None,
     timings: dict[str, float],
+    graph_store: Path | None = None,
+    workdir: Path | None = None,
 ) -> AnalysisContext:
-    """The shared context: the all-object and within-class graphs built once (timed) and the run's arrays."""
+    """The shared context: the all-object and within-class graphs built once (timed) and the run's arrays.
+
+    ``graph_store``: the ``.npy`` file holding exactly ``vectors`` (the on-disk graph reads it); ``workdir``:
+    where the on-disk graph keeps its temporary files.
+    """
     from dinoscope.analysis.neighbors import EXACT_MAX, build_class_graphs, build_neighbor_graph, first_k
 
     clock = Clock(timings, logger=logger, prefix="analysis: ")
@@ -163,16 +173,29 @@ def _context(
     # Large runs search 2k candidates once: the first k are the all-object graph (its recall is what the
     # HNSW search is tuned for), and the same-class ones among all 2k give most rows their within-class
     # neighbours without a second index per class.
-    wide = len(vectors) > EXACT_MAX and len(np.unique(class_id)) > 1
+    # One class: its within-class graph IS the all-object graph.
+    classes = np.unique(class_id)
+    wide = len(vectors) > EXACT_MAX and len(classes) > 1
+    method = options.neighbor_method
     with clock("neighbors"):
         candidates = build_neighbor_graph(
-            vectors, k=2 * options.k if wide else options.k, seed=seed, recall_k=options.k
+            vectors,
+            k=2 * options.k if wide else options.k,
+            seed=seed,
+            recall_k=options.k,
+            method=method,
+            store=graph_store,
+            workdir=workdir,
         )
         graph = first_k(candidates, options.k)
     with clock("class_neighbors"):
-        class_graphs = build_class_graphs(
-            vectors, class_id, k=options.k, seed=seed, candidates=candidates if wide else None
-        )
+        if len(classes) == 1:
+            class_graphs = {int(classes[0]): graph}
+        else:
+            class_graphs = build_class_graphs(
+                vectors, class_id, k=options.k, seed=seed, candidates=candidates if wide else None, method=method,
+                workdir=workdir,
+            )  # fmt: skip
     del candidates
     return AnalysisContext(
         vectors=vectors,
@@ -209,7 +232,15 @@ def _run_registered(
     return context.results, maps
 
 
-def _load(run: Run, table: ObjectTable, store: str | None) -> tuple[ObjectTable, np.ndarray, str]:
+def _load(
+    run: Run, table: ObjectTable, store: str | None, options: AnalysisOptions
+) -> tuple[ObjectTable, np.ndarray, str, Path | None]:
+    """(valid rows of the table, their vectors, the store's name, the ``.npy`` the on-disk graph may read).
+
+    When the graph goes to disk the vectors stay the store's memmap (never a float32 copy of N·D) if every
+    row has a vector, else the valid rows are copied in the store's dtype.
+    """
+    from dinoscope.analysis.neighbors import choose_method
     from dinoscope.embed.store import EmbeddingStore
 
     st = EmbeddingStore.open(run.embeddings_dir, run.store_name(store))
@@ -221,9 +252,13 @@ def _load(run: Run, table: ObjectTable, store: str | None) -> tuple[ObjectTable,
         logger.warning("%d objects have no vector (unreadable or not yet embedded); they are left out", missing)
     if not valid.any():
         raise DinoscopeError(f"{st.path}: no object has a vector yet; finish `dinoscope embed` (--resume)")
+    if choose_method(int(valid.sum()), st.vectors.shape[1], options.neighbor_method) == "disk":
+        if valid.all():
+            return table, st.vectors, st.name, st.path
+        return table[valid], np.ascontiguousarray(st.vectors[valid]), st.name, None
     vectors = np.ascontiguousarray(st.vectors[valid], dtype=np.float32)
     _renormalise(vectors)
-    return table[valid], vectors, st.name
+    return table[valid], vectors, st.name, None
 
 
 def _renormalise(vectors: np.ndarray, chunk: int = 65536) -> None:
