@@ -207,8 +207,8 @@ def _search(
         c = cand[a:b]
         wanted = np.unique(c[c >= 0])
         where = np.searchsorted(wanted, np.maximum(c, 0))
-        gathered = np.take(_read_rows(path, wanted), where, axis=0, out=buffer[: b - a], mode="clip")
-        s = np.einsum("qd,qcd->qc", queries[a:b], gathered)
+        gathered = np.take(_unit(_read_rows(path, wanted)), where, axis=0, out=buffer[: b - a], mode="clip")
+        s = np.einsum("qd,qcd->qc", _unit(queries[a:b]), gathered)
         s[(c < 0) | (c == rows[a:b, None])] = -np.inf
         key = np.where(c >= 0, c, np.iinfo(np.int64).max)
         order = np.lexsort((key, -s), axis=1)[:, :k]  # higher similarity first, then the lower row
@@ -217,6 +217,12 @@ def _search(
         idx[a:b] = np.where(np.isfinite(top_s), top_i, -1)
         sims[a:b] = top_s
     return idx, sims
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (a float16 store's norms are up to ~1e-4 off 1; an exact copy must score 1)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
 
 
 def _tune(
