@@ -9,6 +9,7 @@
    dinoscope's graph + HDBSCAN sub-groups + outliers, as a ratio of wall time, with the share of points
    each calls noise/outliers (the original's is pinned near 10% by its eps rule).
 Usage: python benchmarks/analysis.py [--sizes 10000,100000] [--compare 8000,16000,32000] [--map umap|pca|none]
+    [--neighbors auto|exact|hnsw|disk]
 """
 
 from __future__ import annotations
@@ -46,10 +47,12 @@ def synthetic(
     return vectors, class_id, split
 
 
-def run_all(vectors: np.ndarray, class_id: np.ndarray, split: np.ndarray, map_method: str) -> dict[str, float]:
+def run_all(
+    vectors: np.ndarray, class_id: np.ndarray, split: np.ndarray, map_method: str, neighbors: str = "auto"
+) -> dict[str, float]:
     """Seconds per step of exactly what ``dinoscope analyze`` runs (global and per-class maps included)."""
     names = [f"c{i}" for i in range(class_id.max() + 1)]
-    options = AnalysisOptions(map_method=map_method)
+    options = AnalysisOptions(map_method=map_method, neighbor_method=neighbors)
     _, _, timings = run_analyses(vectors, class_id, names=names, labelled=True, split=split, options=options)
     return timings
 
@@ -84,12 +87,13 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--compare", default="8000,16000,32000")
     parser.add_argument("--map", default="umap")
+    parser.add_argument("--neighbors", default="auto", help="the kNN graph: auto, exact, hnsw or disk")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     totals = []
     for n in sizes:
         vectors, class_id, split = synthetic(n)
-        t = run_all(vectors, class_id, split, args.map)
+        t = run_all(vectors, class_id, split, args.map, args.neighbors)
         totals.append(sum(t.values()))
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         parts = ", ".join(f"{k} {v:.1f}" for k, v in t.items())
