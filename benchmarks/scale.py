@@ -3,8 +3,8 @@
 Synthetic float16 unit vectors (768-d, a mixture of 2,000 Gaussian groups — sub-types of 40 classes — plus 1%
 uniform outliers) are written to an ``.npy`` store chunk by chunk, then each size is searched in a FRESH
 process (so its peak RSS is its own): build (train + add + write), nprobe tuning, search + exact re-scoring.
-Printed per size: seconds per stage, recall@15 on a 500-row sample, the peak RSS, the store's size and the
-1-minute load average (2 shared cores here); up to ``--hnsw-max`` rows the in-memory HNSW path
+Printed per size: seconds per stage, the child's CPU seconds, recall@15 on a 500-row sample, the peak RSS,
+the store's size and the 1-minute load average (2 shared cores here); up to ``--hnsw-max`` rows the in-memory HNSW path
 (``build_neighbor_graph``, the store loaded) runs on the same store and the ratios are printed; then
 the growth exponents ``log(t2 / t1) / log(n2 / n1)`` of time and peak RSS between consecutive sizes.
 Usage:
@@ -66,8 +66,10 @@ def one(path: Path, k: int, workdir: Path, hnsw: bool) -> None:
         graph = disk_graph(path, k, workdir=workdir)
     seconds = time.perf_counter() - t0
     peak = peak_rss_mb()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     keys = ("build_seconds", "tune_seconds", "search_seconds", "nprobe", "candidates", "recall", "threads")
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, **{key: graph.info[key] for key in keys}}))
+    cpu = usage.ru_utime + usage.ru_stime  # on a shared machine CPU seconds grow with N, unlike the wall time
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": peak, **{k: graph.info[k] for k in keys}}))
 
 
 def main() -> None:
@@ -84,8 +86,9 @@ def main() -> None:
         one(args.one, args.k, args.workdir, args.hnsw)
         return
     rows = []
-    print(f"{'N':>10} {'path':>8} {'store MB':>9} {'build s':>8} {'tune s':>7} {'search s':>9} {'total s':>8} "
-          f"{'nprobe':>6} {'cand':>4} {'thr':>3} {'recall':>6} {'peak RSS MB':>11} {'load':>5}")  # fmt: skip
+    head = ("N", 10), ("path", 8), ("store MB", 9), ("build s", 8), ("tune s", 7), ("search s", 9), ("total s", 8)
+    head += ("cpu s", 7), ("nprobe", 6), ("cand", 4), ("thr", 3), ("recall", 6), ("peak RSS MB", 11), ("load", 5)
+    print(" ".join(f"{name:>{width}}" for name, width in head))
     for n in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             store = Path(tmp) / "vectors.npy"
@@ -107,7 +110,8 @@ def main() -> None:
                     rows.append((n, r))
                 print(
                     f"{n:>10,} {path:>8} {store.stat().st_size / 2**20:>9,.0f} {r['build_seconds']:>8.1f} "
-                    f"{r['tune_seconds']:>7.1f} {r['search_seconds']:>9.1f} {r['seconds']:>8.1f} {r['nprobe']:>6} "
+                    f"{r['tune_seconds']:>7.1f} {r['search_seconds']:>9.1f} {r['seconds']:>8.1f} "
+                    f"{r['cpu_seconds']:>7.1f} {r['nprobe']:>6} "
                     f"{r['candidates']:>4} {r['threads']:>3} {r['recall']:>6.3f} {r['peak_rss_mb']:>11,.0f} "
                     f"{os.getloadavg()[0]:>5.1f}",
                     flush=True,
@@ -120,6 +124,7 @@ def main() -> None:
         ratio = math.log(n2 / n1)
         print(
             f"growth {n1:,} -> {n2:,}: time exponent {math.log(b['seconds'] / a['seconds']) / ratio:.2f}, "
+            f"CPU time exponent {math.log(b['cpu_seconds'] / a['cpu_seconds']) / ratio:.2f}, "
             f"peak RSS exponent {math.log(b['peak_rss_mb'] / a['peak_rss_mb']) / ratio:.2f}"
         )
 
