@@ -66,7 +66,7 @@ def analyze_into_run(
     Returns:
         The :class:`AnalysisRun`.
     """
-    table, vectors, store_name, graph_store = _load(
+    table, vectors, store_name, graph_store, method = _load(
         run, table if table is not None else run.read_objects(), store, options
     )
     names = list(table.class_names) or [UNLABELLED]
@@ -87,6 +87,7 @@ def analyze_into_run(
         timings=timings,
         graph_store=graph_store,
         workdir=run.room("index"),
+        method=method,
     )
     results, maps = _run_registered(context, timings)
     summary = _write(run, table, names, class_id, results, maps, timings, store_name, options, seed)
@@ -160,11 +161,13 @@ def _context(
     timings: dict[str, float],
     graph_store: Path | None = None,
     workdir: Path | None = None,
+    method: str | None = None,
 ) -> AnalysisContext:
     """The shared context: the all-object and within-class graphs built once (timed) and the run's arrays.
 
     ``graph_store``: the ``.npy`` file holding exactly ``vectors`` (the on-disk graph reads it); ``workdir``:
-    where the on-disk graph keeps its temporary files.
+    where the on-disk graph keeps its temporary files; ``method``: the all-object graph's path when the caller
+    chose it already (default ``options.neighbor_method``; within-class graphs always choose per class).
     """
     from dinoscope.analysis.neighbors import EXACT_MAX, build_class_graphs, build_neighbor_graph, first_k
 
@@ -176,7 +179,7 @@ def _context(
     # One class: its within-class graph IS the all-object graph.
     classes = np.unique(class_id)
     wide = len(vectors) > EXACT_MAX and len(classes) > 1
-    method = options.neighbor_method
+    method = method or options.neighbor_method
     with clock("neighbors"):
         candidates = build_neighbor_graph(
             vectors,
@@ -193,8 +196,8 @@ def _context(
             class_graphs = {int(classes[0]): graph}
         else:
             class_graphs = build_class_graphs(
-                vectors, class_id, k=options.k, seed=seed, candidates=candidates if wide else None, method=method,
-                workdir=workdir,
+                vectors, class_id, k=options.k, seed=seed, candidates=candidates if wide else None,
+                method=options.neighbor_method, workdir=workdir,
             )  # fmt: skip
     del candidates
     return AnalysisContext(
@@ -234,8 +237,9 @@ def _run_registered(
 
 def _load(
     run: Run, table: ObjectTable, store: str | None, options: AnalysisOptions
-) -> tuple[ObjectTable, np.ndarray, str, Path | None]:
-    """(valid rows of the table, their vectors, the store's name, the ``.npy`` the on-disk graph may read).
+) -> tuple[ObjectTable, np.ndarray, str, Path | None, str]:
+    """(valid rows of the table, their vectors, the store's name, the ``.npy`` the on-disk graph may read, the
+    graph's path chosen before loading: :func:`~dinoscope.analysis.neighbors.choose_method`).
 
     When the graph goes to disk the vectors stay the store's memmap (never a float32 copy of N·D) if every
     row has a vector, else the valid rows are copied in the store's dtype.
@@ -252,13 +256,14 @@ def _load(
         logger.warning("%d objects have no vector (unreadable or not yet embedded); they are left out", missing)
     if not valid.any():
         raise DinoscopeError(f"{st.path}: no object has a vector yet; finish `dinoscope embed` (--resume)")
-    if choose_method(int(valid.sum()), st.vectors.shape[1], options.neighbor_method) == "disk":
+    method = choose_method(int(valid.sum()), st.vectors.shape[1], options.neighbor_method)
+    if method == "disk":
         if valid.all():
-            return table, st.vectors, st.name, st.path
-        return table[valid], np.ascontiguousarray(st.vectors[valid]), st.name, None
+            return table, st.vectors, st.name, st.path, method
+        return table[valid], np.ascontiguousarray(st.vectors[valid]), st.name, None, method
     vectors = np.ascontiguousarray(st.vectors[valid], dtype=np.float32)
     _renormalise(vectors)
-    return table[valid], vectors, st.name, None
+    return table[valid], vectors, st.name, None, method
 
 
 def _renormalise(vectors: np.ndarray, chunk: int = 65536) -> None:
