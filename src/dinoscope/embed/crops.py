@@ -15,13 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from dinoscope.embed.spec import CropSpec, ModelSpec
 from dinoscope.geometry import compute_crop_windows, crop_and_pad
 from dinoscope.table import ObjectTable
 
-__all__ = ["crops_for_table", "cut_crops", "resize_square"]
+__all__ = ["crops_for_table", "cut_crops", "median3", "resize_square"]
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 #: The DINOv2 / ImageNet evaluation resize ratio (shorter side 256 for a 224 crop).
@@ -59,6 +59,8 @@ def cut_crops(
     out = np.empty((len(boxes), size, size, 3), dtype=np.uint8)
     if not len(boxes):
         return out
+    if crop.denoise:
+        image = median3(image)
     fill = tuple(round(m * 255) for m in mean) if crop.fill == "mean" else crop.fill
     square = crop.policy == "pad"
     windows = compute_crop_windows(
@@ -71,6 +73,18 @@ def cut_crops(
         else:
             out[i] = resize_square(patch, size, interpolation)
     return out
+
+
+def median3(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 through a 3x3 median filter per channel (removes salt-and-pepper noise).
+
+    Example:
+        >>> img = np.zeros((5, 5, 3), np.uint8)
+        >>> img[2, 2] = 255
+        >>> int(median3(img).max())
+        0
+    """
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).filter(ImageFilter.MedianFilter(3)))
 
 
 def resize_square(patch: np.ndarray, size: int, interpolation: str = "bicubic") -> np.ndarray:
