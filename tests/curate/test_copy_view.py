@@ -31,15 +31,19 @@ def test_crop_spec_keys_of_plain_crops_are_unchanged() -> None:
 def test_views_merge_groups_and_the_noisy_copy_joins_in_the_denoised_view(tmp_path: Path) -> None:
     from dinoscope.embed.stage import EmbeddingModel
     from dinoscope.embed.views import embed_denoised
+    from dinoscope.embed.crops import crops_for_table
     from dinoscope.io.dataset import read_dataset
-    from tests.realdata import vectors_of
+    from tests.embed.fakes import TinyCNN
 
     write_photos(tmp_path / "ds", list(range(12)), copies=3, labels=True, noisy=1)  # c2: 20 % salt and pepper
     table = read_dataset(tmp_path / "ds").whole_images()
     photo = np.array([_photo(s) for s in table.data["source"]])
     noisy = np.array([Path(s).stem.endswith("_c2") for s in table.data["source"]])
-    plain = vectors_of(table, tmp_path / "run", model="tiny-cnn")
-    denoised, valid = embed_denoised(table, EmbeddingModel("tiny-cnn", device="cpu"), CropSpec(), cache_root=None)
+    tiny = TinyCNN()
+    plain = tiny.embed(crops_for_table(table, tiny.spec)).float().numpy()
+    plain /= np.linalg.norm(plain, axis=1, keepdims=True)
+    model = EmbeddingModel("tiny-cnn", device="cpu")
+    denoised, valid = embed_denoised(table, model, CropSpec(), cache_root=None, workers=0)
     assert valid.all() and np.allclose(np.linalg.norm(denoised, axis=1), 1.0, atol=1e-5)
     graph = build_curation_graph(plain)
     old, _ = find_copy_groups(plain, graph)
