@@ -29,9 +29,9 @@ def test_crop_spec_keys_of_plain_crops_are_unchanged() -> None:
 
 
 def test_views_merge_groups_and_the_noisy_copy_joins_in_the_denoised_view(tmp_path: Path) -> None:
+    from dinoscope.embed.crops import crops_for_table
     from dinoscope.embed.stage import EmbeddingModel
     from dinoscope.embed.views import embed_denoised
-    from dinoscope.embed.crops import crops_for_table
     from dinoscope.io.dataset import read_dataset
     from tests.embed.fakes import TinyCNN
 
@@ -88,3 +88,13 @@ def test_split_keeps_a_noisy_copy_with_its_photo(tmp_path: Path) -> None:
     images = pd.read_csv(tmp_path / "old" / "split.csv")
     noisy = images["source"].str.endswith("_c2.png")
     assert (images.loc[noisy, "copy_group"] < 0).all() and (images.loc[~noisy, "copy_group"] >= 0).all()
+
+
+def test_median3_equals_pil_median_filter() -> None:
+    from PIL import Image, ImageFilter
+
+    from dinoscope.embed.crops import median3
+
+    image = np.random.default_rng(0).integers(0, 256, (37, 23, 3), dtype=np.uint8)
+    expected = np.asarray(Image.fromarray(image).filter(ImageFilter.MedianFilter(3)))
+    assert np.array_equal(median3(image), expected)  # edges too
