@@ -112,7 +112,9 @@ def select_from_config(config: SelectConfig) -> SelectResult:
         loss = _image_loss(labelled_run, table) if config.strategy == "loss" else None
     run.write_objects(table)
     embedding = _with_model(config, labelled_run)
-    model = embedding_model(embedding, embedding, embedding, embedding)[0]
+    model, note = embedding_model(embedding, embedding, embedding, embedding)  # one model for both views
+    if note:
+        logger.info("embedding model: %s", note)
     with clock("embed"):
         embedded = embedding_into_run(run, table, embedding, resume=False, overwrite=True, model=model)
         vectors, valid = load_vectors(embedded.store_path)

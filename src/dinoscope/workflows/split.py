@@ -110,7 +110,9 @@ def split_dataset_from_config(config: SplitConfig) -> SplitResult:
         table = read_dataset(config.dataset, config.format, **({"task": config.task} if config.task != "auto" else {}))
         whole = table.whole_images()
     run.write_objects(whole)
-    model = embedding_model(config, config, config, config)[0]
+    model, note = embedding_model(config, config, config, config)  # one model for both views
+    if note:
+        logger.info("embedding model: %s", note)
     with clock("embed"):
         embedded = embedding_into_run(run, whole, config, resume=False, overwrite=True, model=model)
         vectors, valid = load_vectors(embedded.store_path)
