@@ -380,3 +380,13 @@ class EngineOptions(StrictModel):
     address: str | None = Field(
         None, description="--engine ray: the cluster (auto or ray://HOST:PORT; default: a local Ray on 2 CPUs)."
     )
+
+
+class CopyViewOptions(StrictModel):
+    """How ``select`` and ``split`` recognise augmented copies of one photo."""
+
+    denoise_copies: bool = Field(
+        True,
+        description="Also find copies among denoised (3x3 median) embeddings: catches copies that salt-and-pepper "
+        "noise moves far (one more embedding pass, content-cached).",
+    )
