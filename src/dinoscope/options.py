@@ -57,6 +57,7 @@ __all__ = [
     "SplitRatioOptions",
     "SplitsOptions",
     "StrideOptions",
+    "TrainingLengthOptions",
     "WorkersOptions",
     "comma_separated",
 ]
@@ -379,4 +380,16 @@ class EngineOptions(StrictModel):
     )
     address: str | None = Field(
         None, description="--engine ray: the cluster (auto or ray://HOST:PORT; default: a local Ray on 2 CPUs)."
+    )
+
+
+# --- training length, shared by `seg train` and `adapt` (issue 13) ----------------------------------------------
+class TrainingLengthOptions(StrictModel):
+    """How many passes over the training images (the commands that train)."""
+
+    epochs: int | None = Field(
+        None,
+        ge=1,
+        description="Passes over the training images (seg train: default 30 on GPU, 6 on CPU; adapt: instead of "
+        "--steps, steps = epochs x images / (batch size x processes), rounded up).",
     )

@@ -13,14 +13,18 @@ from pathlib import Path
 from pydantic import Field
 
 from dinoscope.config import StrictModel
+from dinoscope.options import TrainingLengthOptions
 
 __all__ = ["AdaptLengthOptions", "AdaptRecipeOptions", "AdaptSafetyOptions"]
 
 
-class AdaptLengthOptions(StrictModel):
-    """How long ``adapt`` trains, how often it saves, on how many processes."""
+class AdaptLengthOptions(TrainingLengthOptions):
+    """How long ``adapt`` trains (``steps``, or ``epochs`` from the shared training-length group), how often it
+    saves, on how many processes."""
 
-    steps: int | None = Field(None, ge=1, description="Optimiser steps (default: 1000 on GPU, 300 on CPU).")
+    steps: int | None = Field(
+        None, ge=1, description="Optimiser steps (default: 1000 on GPU, 300 on CPU; or give --epochs instead)."
+    )
     checkpoint_every: int = Field(
         50, ge=1, description="Save the full training state, and check the features (probe/collapse), every N steps."
     )

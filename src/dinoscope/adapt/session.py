@@ -28,7 +28,7 @@ from dinoscope.run import Run
 if TYPE_CHECKING:
     from dinoscope.distributed import Distributed
 
-__all__ = ["AdaptResult", "Session", "adapt_images", "run_adaptation"]
+__all__ = ["AdaptResult", "Session", "adapt_images", "run_adaptation", "steps_of_epochs"]
 
 logger = logging.getLogger(__name__)
 _DEFAULTS = {"cuda": (64, 1000), "cpu": (16, 300)}  # batch size per process, steps
@@ -37,7 +37,8 @@ _EMBED_BATCH = 64
 
 @dataclass
 class AdaptResult:
-    """What ``adapt`` did: the output folder, the exported backbone, the checks, the best one and the speed."""
+    """What ``adapt`` did: the output folder, the exported backbone, the checks, the best one, the speed, and the
+    before/after page (``compare.html``; set by the workflow)."""
 
     out: Path
     backbone: Path | None
@@ -48,6 +49,7 @@ class AdaptResult:
     images_per_s: float = 0.0
     stopped_early: bool = False
     settings: dict[str, Any] = field(default_factory=dict)
+    comparison: Path | None = None
 
 
 @dataclass
@@ -135,9 +137,10 @@ def _settings(config: Any, device: str, world: int, n_images: int, spec_size: in
     kind = "cuda" if device.startswith("cuda") else "cpu"
     batch, steps = _DEFAULTS[kind]
     batch = config.batch_size or batch
-    steps = config.steps or steps
+    steps = config.steps or steps_of_epochs(config.epochs, n_images, batch, world) or steps
     return {
         "steps": steps,
+        "epochs": config.epochs,
         "batch_size": batch,
         "processes": world,
         "global_size": config.input_size or spec_size,
@@ -154,6 +157,17 @@ def _settings(config: Any, device: str, world: int, n_images: int, spec_size: in
         "head_prototypes": head_dim(kind),
         "n_images": n_images,
     }
+
+
+def steps_of_epochs(epochs: int | None, n_images: int, batch: int, world: int) -> int | None:
+    """``--epochs`` as optimiser steps: every step takes ``batch x world`` images, so an epoch is
+    ``ceil(n_images / (batch x world))`` steps (None without ``epochs``).
+
+    Example:
+        >>> steps_of_epochs(3, 100, 16, 2)  # 100 images, 32 a step: 4 steps an epoch
+        12
+    """
+    return None if epochs is None else epochs * -(-n_images // (batch * world))
 
 
 def _read_images(config: Any) -> Any:
@@ -185,8 +199,12 @@ def build_session(config: Any, device: str, dist: Distributed | None) -> Session
     options = {"input_size": config.input_size, "weights": config.weights, "allow_download": config.allow_download}
     backbone = build_backbone(config.model, **options)
     settings = state["settings"] if state else _settings(config, device, world, len(table), backbone.spec.input_size)
-    if state and config.steps and config.steps > settings["steps"]:
-        settings = {**settings, "steps": config.steps}
+    if state:  # --resume with more --steps (or --epochs, counted with the run's own images, batch and processes)
+        more = config.steps or steps_of_epochs(
+            config.epochs, settings["n_images"], settings["batch_size"], settings["processes"]
+        )
+        if more and more > settings["steps"]:
+            settings = {**settings, "steps": more, "epochs": config.epochs}
     nets = build_nets(backbone, settings["head_prototypes"], settings["anchor"], settings["seed"]).to(device)
     student = dist.wrap(nets.student, find_unused_parameters=True) if dist else nets.student
     student = torch.compile(student) if config.compile else student
@@ -266,6 +284,8 @@ def adapt_images(config: Any) -> AdaptResult:
     """
     if config.out is None:
         raise ConfigError("adapt needs --out, the folder for backbone/, checkpoints/, log.csv and adapt.yaml")
+    if config.steps is not None and config.epochs is not None:
+        raise ConfigError("--steps and --epochs both given: choose one (an epoch = images / (batch size x processes))")
     from dinoscope.distributed import join_distributed, spawn
 
     if config.nproc > 1 and int(__import__("os").environ.get("WORLD_SIZE", "1")) <= 1:
