@@ -9,6 +9,7 @@ output, overwrite, resume), so it has one spelling everywhere. The model to adap
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -29,7 +30,12 @@ class AdaptLengthOptions(TrainingLengthOptions):
         50, ge=1, description="Save the full training state, and check the features (probe/collapse), every N steps."
     )
     nproc: int = Field(
-        1, ge=1, description="Processes of a data-parallel (DDP) run on this machine (GPUs, or gloo on CPUs)."
+        1, ge=1, description="Processes of a data-parallel run on this machine (GPUs, or gloo on CPUs; see --strategy)."
+    )
+    strategy: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto",
+        description="Several processes: ddp (a whole model in each), fsdp (parameters, gradients and optimiser state "
+        "sharded: ViTs too large for one GPU) or auto (fsdp for ViTs of 250 M parameters and more, else ddp).",
     )
 
 
