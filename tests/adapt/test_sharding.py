@@ -33,27 +33,40 @@ def test_sharding_units_are_the_transformer_blocks(tmp_path: Path) -> None:
     assert len(blocks) == 2 and all(type(b).__name__ == "Dinov2Layer" for b in blocks)
 
 
-def _adapt(tmp_path: Path, out: str, **kw: Any) -> Any:
-    from dinoscope.workflows.adapt import adapt
+def _config(tmp_path: Path, out: str, **kw: Any) -> Any:
+    from dinoscope.config import build_config
+    from dinoscope.workflows.adapt import AdaptConfig
 
-    return adapt(dataset=tmp_path / "images", model=str(tmp_path / "dinov2"), out=tmp_path / out, nproc=2,
-                 strategy="fsdp", checkpoint_every=2, head_warmup=1, lr=1e-3, input_size=28, batch_size=2,
-                 local_crops=1, workers=0, precision="fp32", device="cpu", **kw)  # fmt: skip
+    return build_config(AdaptConfig, dataset=tmp_path / "images", model=str(tmp_path / "dinov2"), out=tmp_path / out,
+                        nproc=2, parallel="fsdp", steps=4, checkpoint_every=2, head_warmup=1, lr=1e-3, input_size=28,
+                        batch_size=2, local_crops=1, workers=0, precision="fp32", device="cpu", **kw)  # fmt: skip
+
+
+def _stopped_after_step_2(config: Any) -> None:
+    """One process of a job that ends at its step-2 check (as if killed after that checkpoint)."""
+    from dinoscope.adapt import session
+
+    check = session.Session.check_and_save
+    session.Session.check_and_save = lambda self: check(self) or self.step == 2  # type: ignore[method-assign]
+    session.adapt_images(config.model_copy(update={"nproc": 1}))
 
 
 @pytest.mark.slow
 def test_fsdp_on_two_gloo_processes_trains_resumes_exactly_and_exports(tmp_path: Path) -> None:
-    """4 steps at once vs 2 steps + --resume + 2 steps, each on 2 FSDP processes: identical weights."""
+    """4 steps at once vs the same 4-step run ended after its step-2 checkpoint + --resume, each on 2 FSDP
+    processes: identical weights."""
     from dinoscope.adapt.checkpoint import load_state
+    from dinoscope.distributed import spawn
     from dinoscope.embed.registry import create_backend
+    from dinoscope.workflows.adapt import adapt_from_config
 
     write_tiny_dinov2(tmp_path / "dinov2")
     write_toy_images(tmp_path / "images", n=8)
-    whole = _adapt(tmp_path, "whole", steps=4)
-    _adapt(tmp_path, "split", steps=2)
+    whole = adapt_from_config(_config(tmp_path, "whole"))
+    spawn(_stopped_after_step_2, 2, _config(tmp_path, "split"))
     half = load_state(tmp_path / "split" / "checkpoints" / "last.pt")
     assert half["step"] == 2 and half["settings"]["strategy"] == "fsdp" and half["settings"]["processes"] == 2
-    split = _adapt(tmp_path, "split", steps=4, resume=True)
+    split = adapt_from_config(_config(tmp_path, "split", resume=True))
     assert whole.steps == split.steps == 4
 
     a = load_state(tmp_path / "whole" / "checkpoints" / "last.pt")

@@ -30,12 +30,13 @@ class AdaptLengthOptions(TrainingLengthOptions):
         50, ge=1, description="Save the full training state, and check the features (probe/collapse), every N steps."
     )
     nproc: int = Field(
-        1, ge=1, description="Processes of a data-parallel run on this machine (GPUs, or gloo on CPUs; see --strategy)."
+        1, ge=1, description="Processes of a data-parallel run on this machine (GPUs, or gloo on CPUs; see --parallel)."
     )
-    strategy: Literal["auto", "ddp", "fsdp"] = Field(
+    parallel: Literal["auto", "ddp", "fsdp"] = Field(
         "auto",
-        description="Several processes: ddp (a whole model in each), fsdp (parameters, gradients and optimiser state "
-        "sharded: ViTs too large for one GPU) or auto (fsdp for ViTs of 250 M parameters and more, else ddp).",
+        description="How several processes share the model: ddp (a whole model in each), fsdp (parameters, "
+        "gradients and optimiser state sharded: ViTs too large for one GPU) or auto (fsdp for ViTs of 250 M "
+        "parameters and more, else ddp).",
     )
 
 

@@ -225,7 +225,7 @@ def build_session(config: Any, device: str, dist: Distributed | None) -> Session
             settings = {**settings, "steps": more, "epochs": config.epochs}
     if not state:
         n_params = sum(p.numel() for p in backbone.parameters())
-        settings["strategy"] = choose_strategy(config.strategy, n_params=n_params, is_vit=backbone.has_patches,
+        settings["strategy"] = choose_strategy(config.parallel, n_params=n_params, is_vit=backbone.has_patches,
                                                world=world)  # fmt: skip
     strategy = settings.get("strategy", "ddp" if world > 1 else "single")
     nets = build_nets(backbone, settings["head_prototypes"], settings["anchor"], settings["seed"]).to(device)

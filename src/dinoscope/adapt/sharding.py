@@ -1,7 +1,7 @@
 """FSDP for large ViTs in ``adapt``: which strategy a job uses, how its networks are sharded, and their whole
 state for the checks and the checkpoints.
 
-``--strategy auto`` (the default) shards with FSDP (torch's ``fully_shard``, FSDP2) when several processes
+``--parallel auto`` (the default) shards with FSDP (torch's ``fully_shard``, FSDP2) when several processes
 adapt a ViT of at least :data:`FSDP_MIN_PARAMS` parameters (DINOv2 ViT-L/14 and ViT-g/14), and replicates it with
 DDP otherwise; ``ddp`` or ``fsdp`` force one (one process uses neither). Under FSDP:
 
@@ -39,12 +39,12 @@ if TYPE_CHECKING:
 
 __all__ = ["FSDP_MIN_PARAMS", "blocks_of", "choose_strategy", "ema_sharded", "gather", "restore_sharded", "shard_nets"]
 
-#: ViTs from this size on are sharded by ``--strategy auto`` (ViT-L/14 has 304 M parameters, ViT-B/14 86 M).
+#: ViTs from this size on are sharded by ``--parallel auto`` (ViT-L/14 has 304 M parameters, ViT-B/14 86 M).
 FSDP_MIN_PARAMS = 250_000_000
 
 
 def choose_strategy(option: str, *, n_params: int, is_vit: bool, world: int) -> str:
-    """``single`` (one process), ``ddp`` or ``fsdp`` for ``--strategy option``."""
+    """``single`` (one process), ``ddp`` or ``fsdp`` for ``--parallel option``."""
     if world <= 1:
         return "single"
     if option == "auto":
