@@ -108,3 +108,24 @@ def test_epochs_become_steps_from_images_batch_and_processes() -> None:
     assert steps_of_epochs(1, 16, 4, 1) == 4
     assert steps_of_epochs(2, 17, 4, 1) == 10  # the last, partial batch of an epoch is a step
     assert steps_of_epochs(3, 100, 16, 2) == 12
+
+
+def test_rows_and_page_from_planted_numbers(tmp_path: Path) -> None:
+    from dinoscope.report.adapt_page import build_comparison_page, comparison_rows
+
+    probes = ({"knn10": {"accuracy": {"value": 0.8, "low": 0.7, "high": 0.9}}},
+              {"knn10": {"accuracy": {"value": 0.85, "low": 0.75, "high": 0.93}}})  # fmt: skip
+    summary = {"n_objects": 10, "classes": {"a": {"n_clusters": 2, "n_outliers": 1, "n_label_errors": 3},
+                                            "b": {"n_clusters": 1}}, "dataset": {"n_duplicate_groups": 1}}  # fmt: skip
+    adapted = {**summary, "classes": {"a": {"n_clusters": 3, "n_label_errors": 2}}}
+    rows = comparison_rows(probes, {"original": summary, "adapted": adapted}, {"effective_rank": 9.0}, {})
+    by_key = {r["key"]: r for r in rows}
+    assert by_key["knn10.accuracy"]["change"] == pytest.approx(0.05) and by_key["knn10.accuracy"]["adapted_low"] == 0.75
+    groups = by_key["sub_groups"]
+    assert (groups["original"], groups["adapted"], groups["change"]) == (3, 3, 0)
+    assert by_key["label_error_candidates"]["change"] == -1 and by_key["outliers"]["adapted"] == 0
+    assert by_key["effective_rank"]["adapted"] is None and by_key["effective_rank"]["change"] is None
+    html = build_comparison_page(tmp_path / "p.html", rows, {"original backbone": "m"}).read_text()
+    assert _page_values(html, "knn10.accuracy") == {"original": "0.8", "adapted": "0.85"}
+    assert 'class="num up">+0.050' in html and "compare/original" in html
+    assert "compare/original" not in build_comparison_page(tmp_path / "q.html", rows[-1:], {}).read_text()

@@ -59,6 +59,13 @@ _SECTIONS = {
 }
 
 
+_FOOTER = "Intervals: 95% bootstrap over groups. The same numbers: compare.json and compare.csv beside this page."
+_RUNS = (
+    " Each backbone's analysis run: compare/original and compare/adapted (<code>dinoscope report</code> builds "
+    "their full reports); the probes: compare/probes."
+)
+
+
 def headline_numbers(summary: dict[str, Any]) -> dict[str, int]:
     """The analysis headline numbers of one ``summary.json``, summed over classes.
 
@@ -141,9 +148,8 @@ def build_comparison_page(path: Path, rows: list[dict[str, Any]], facts: dict[st
         "font-variant-numeric:tabular-nums}small{color:#778}.up{color:#1a7f37}.down{color:#b42318}"
         ".note{background:#fff6e0;padding:8px 12px;border-left:4px solid #e0a800}</style></head><body>"
         f"<h1>Before / after adaptation</h1><table>{facts_html}</table>{''.join(parts)}"
-        "<p><small>Intervals: 95% bootstrap over groups. The same numbers: compare.json and compare.csv beside this "
-        "page; each backbone's analysis run: compare/original and compare/adapted (`dinoscope report` builds their "
-        "full reports).</small></p></body></html>"
+        f"<p><small>{_FOOTER}{_RUNS if any(r['section'] == 'analysis' for r in rows) else ''}</small></p>"
+        "</body></html>"
     )
     path.write_text(html, encoding="utf-8")
     return path
