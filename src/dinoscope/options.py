@@ -57,6 +57,7 @@ __all__ = [
     "SplitRatioOptions",
     "SplitsOptions",
     "StrideOptions",
+    "TrainingLengthOptions",
     "WorkersOptions",
     "comma_separated",
 ]
@@ -389,4 +390,16 @@ class CopyViewOptions(StrictModel):
         True,
         description="Also find copies among denoised (3x3 median) embeddings: catches copies that salt-and-pepper "
         "noise moves far (one more embedding pass, content-cached).",
+    )
+
+
+# --- training length, shared by `seg train` and `adapt` (issue 13) ----------------------------------------------
+class TrainingLengthOptions(StrictModel):
+    """How many passes over the training images (the commands that train)."""
+
+    epochs: int | None = Field(
+        None,
+        ge=1,
+        description="Passes over the training images (seg train: default 30 on GPU, 6 on CPU; adapt: instead of "
+        "--steps, steps = epochs x images / (batch size x processes), rounded up).",
     )
