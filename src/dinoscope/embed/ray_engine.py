@@ -182,6 +182,7 @@ def connect(address: str | None = None, num_cpus: int = LOCAL_CPUS) -> Any:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
             ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # no INFO line per dataset on the console
     return ray
 
 
@@ -300,8 +301,9 @@ def _pipeline(
     dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
     tasks = {"root": str(table.root or "."), "spec": spec, "crop": crop, "batch_size": batch_size}
     if layout.name == "fused":
-        # at most 2 pieces queued per actor: no actor idles at the end while another still holds a queue
-        pool = ray.data.ActorPoolStrategy(size=min(layout.actors, len(items)), max_tasks_in_flight_per_actor=2)
+        # one piece at a time per actor: no actor idles at the end while another still holds a queue (a round
+        # trip between pieces costs milliseconds against the seconds of a piece)
+        pool = ray.data.ActorPoolStrategy(size=min(layout.actors, len(items)), max_tasks_in_flight_per_actor=1)
         return dataset.map_batches(
             ShardEmbedder,
             batch_size=1,
