@@ -19,9 +19,11 @@ Run it on a quiet machine (check `uptime`); usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,11 +36,50 @@ from dinoscope.workflows.embed import embed
 from embed import PPE, subset_dataset
 
 
-def timed_embed(out: Path, **kw: object) -> tuple[float, np.ndarray, str]:
+class CpuMeter:
+    """Core-seconds of this process and all its descendants (Ray's raylet and its workers are among them)
+    while the block runs, sampled every 0.2 s so that processes that end inside it are counted (to 0.2 s)."""
+
+    def __enter__(self) -> CpuMeter:
+        self.base, self.last, self.stop = self._sample(), {}, threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.last.update(self._sample())
+        self.core_s = sum(c - self.base.get(pid, 0.0) for pid, c in self.last.items())
+
+    def _loop(self) -> None:
+        while not self.stop.wait(0.2):
+            self.last.update(self._sample())
+
+    @staticmethod
+    def _sample() -> dict[int, float]:
+        """{pid: user + system seconds} of this process and its descendants, from /proc (Linux)."""
+        parent, cpu = {}, {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (name)"
+                pid = int(stat.parent.name)
+                parent[pid], cpu[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
+        mine, todo = {}, [os.getpid()]
+        while todo:
+            pid = todo.pop()
+            mine[pid] = cpu.get(pid, 0.0)
+            todo += [c for c, pp in parent.items() if pp == pid and c not in mine]
+        return mine
+
+
+def timed_embed(out: Path, **kw: object) -> tuple[float, np.ndarray, str, float]:
     t0 = time.perf_counter()
-    result = embed(out=out, precision="fp32", device="cpu", no_cache=True, **kw)
+    with CpuMeter() as cpu:
+        result = embed(out=out, precision="fp32", device="cpu", no_cache=True, **kw)
     seconds = time.perf_counter() - t0
-    return seconds, EmbeddingStore.open(out / "embeddings").as_array(), result.stats.split
+    return seconds, EmbeddingStore.open(out / "embeddings").as_array(), result.stats.split, cpu.core_s
 
 
 def actor_start_s(ray: object, model: str) -> float:
@@ -56,7 +97,7 @@ def actor_start_s(ray: object, model: str) -> float:
 
 def ray_run(
     tmp: Path, tag: str, data: Path, model: str, workers: int, layout: str | None
-) -> tuple[float, np.ndarray, str]:
+) -> tuple[float, np.ndarray, str, float]:
     ray_engine.LAYOUT = layout
     try:
         return timed_embed(tmp / tag, dataset=data, model=model, engine="ray", workers=workers)
@@ -87,21 +128,25 @@ def main() -> None:
         for i, want in enumerate(args.n):
             data, n = subset_dataset(tmp / f"data{want}", want)
             print(f"== {args.model}: {n} crops of PPE, fp32, {args.cpus} cores")
-            local_s, local, split = timed_embed(tmp / f"local{want}", dataset=data, model=args.model)
-            print(f"local engine: {local_s:6.1f} s = {n / local_s:6.1f} crops/s ({split or 'default split'})")
+            local_s, local, split, local_cpu = timed_embed(tmp / f"local{want}", dataset=data, model=args.model)
+            print(
+                f"local engine: {local_s:6.1f} s = {n / local_s:6.1f} crops/s, {local_cpu / n * 1e3:.0f} core-ms/crop "
+                f"({split or 'default split'})"
+            )
             runs = [(f"ray{want}", args.cpus, None)]
             if i == 0:
                 runs += [(f"ray{want}-1", 1, None)] + ([] if args.no_split else [(f"split{want}", args.cpus, "split")])
             rates = {}
             for tag, workers, layout in runs:
-                ray_s, vectors, chosen = ray_run(tmp, tag, data, args.model, workers, layout)
+                ray_s, vectors, chosen, ray_cpu = ray_run(tmp, tag, data, args.model, workers, layout)
                 if layout is None:
                     rates[workers] = n / ray_s
                 if tag == f"ray{want}":
                     times[n] = (local_s, ray_s)
                 cos = float((vectors * local).sum(axis=1).min())
                 print(
-                    f"ray [{chosen}]: {ray_s:6.1f} s = {n / ray_s:6.1f} crops/s | Ray / local {ray_s / local_s:.2f} "
+                    f"ray [{chosen}]: {ray_s:6.1f} s = {n / ray_s:6.1f} crops/s, {ray_cpu / n * 1e3:.0f} core-ms/crop "
+                    f"(x{ray_cpu / local_cpu:.2f} local's) | Ray / local {ray_s / local_s:.2f} "
                     f"(overhead {ray_s / local_s - 1:+.0%}; incl. start-up {(ray_s + start_s) / local_s:.2f}) | "
                     f"min cosine vs local {cos:.6f}"
                 )
