@@ -115,7 +115,7 @@ def main() -> None:
     if not PPE.is_dir():
         raise SystemExit(f"needs {PPE}")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    times: dict[int, tuple[float, float]] = {}
+    times: dict[int, tuple[float, float, float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         t0 = time.perf_counter()
@@ -142,7 +142,7 @@ def main() -> None:
                 if layout is None:
                     rates[workers] = n / ray_s
                 if tag == f"ray{want}":
-                    times[n] = (local_s, ray_s)
+                    times[n] = (local_s, ray_s, local_cpu, ray_cpu)
                 cos = float((vectors * local).sum(axis=1).min())
                 print(
                     f"ray [{chosen}]: {ray_s:6.1f} s = {n / ray_s:6.1f} crops/s, {ray_cpu / n * 1e3:.0f} core-ms/crop "
@@ -154,11 +154,16 @@ def main() -> None:
                 print(f"per-worker scaling {args.cpus} actors / 1 actor: {rates[args.cpus] / rates[1]:.2f}x")
         ray.shutdown()
     if len(times) > 1:
-        (n0, (l0, r0)), (n1, (l1, r1)) = min(times.items()), max(times.items())
+        (n0, (l0, r0, lc0, rc0)), (n1, (l1, r1, lc1, rc1)) = min(times.items()), max(times.items())
         print(
             f"steady state ({n0} -> {n1} crops): the extra crops cost local {l1 - l0:.1f} s, Ray {r1 - r0:.1f} s: "
             f"Ray / local {(r1 - r0) / (l1 - l0):.2f}; a Ray run's fixed cost exceeds the local engine's by "
             f"{(r0 - l0) - ((r1 - r0) - (l1 - l0)) * n0 / (n1 - n0):.1f} s"
+        )
+        print(
+            f"steady state in core-seconds: the extra crops cost local {lc1 - lc0:.1f}, Ray {rc1 - rc0:.1f}: Ray / "
+            f"local {(rc1 - rc0) / (lc1 - lc0):.2f}; a Ray run's fixed cost exceeds the local engine's by "
+            f"{(rc0 - lc0) - ((rc1 - rc0) - (lc1 - lc0)) * n0 / (n1 - n0):.1f} core-s"
         )
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
