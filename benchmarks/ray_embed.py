@@ -12,7 +12,7 @@ Ray's object store: the layout that ran on CPUs before). Fixed costs are printed
 process) and one actor's start (its own torch import and model build, paid by every run); the steady-state
 overhead is the ratio of the time the extra crops cost between the smallest and the largest ``--n``. Every run
 also prints its core-ms per crop (CPU time of this process and all its descendants, Ray's included, read from
-/proc): unlike wall time it barely moves when other jobs share the machine.
+/proc): it moves much less than wall time when other jobs share the machine.
 
 Run it on a quiet machine (check `uptime`); usage:
     python benchmarks/ray_embed.py [--n 1024 4096] [--model efficientnet-lite0] [--no-split]
