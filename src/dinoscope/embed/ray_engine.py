@@ -2,7 +2,7 @@
 
 The object table is cut into shards of whole source files (stable over a run: a resumed run finds the same
 shards). Ray Data runs the pipeline (Moritz et al., "Ray: A Distributed Framework for Emerging AI
-Applications", OSDI 2018) in one of two layouts, chosen by :func:`plan_layout`:
+Applications", OSDI 2018) in one of two layouts, chosen by :func:`~dinoscope.embed.ray_layout.plan_layout`:
 
 - ``split`` (a cluster with GPUs): each shard is decoded and cropped by a CPU task with the local engine's own
   code (:mod:`~dinoscope.embed.loader` — the same crops, so the same vectors); the crops (uint8) stream through
@@ -42,6 +42,7 @@ import numpy as np
 
 from dinoscope._deps import require
 from dinoscope.embed.engine import EmbedStats, take_cached
+from dinoscope.embed.ray_layout import DECODE_CPUS, Layout, pieces, plan_layout
 from dinoscope.embed.spec import CropSpec, ModelSpec
 
 if TYPE_CHECKING:
@@ -53,11 +54,9 @@ __all__ = [
     "LOCAL_CPUS",
     "PIECE_OBJECTS",
     "SHARD_OBJECTS",
-    "Layout",
     "ModelRecipe",
     "connect",
     "embed_table_ray",
-    "plan_layout",
     "shard_rows",
 ]
 
@@ -67,85 +66,11 @@ logger = logging.getLogger(__name__)
 SHARD_OBJECTS = 512
 #: CPUs of the local Ray started when no address is given.
 LOCAL_CPUS = 2
-#: CPUs a decoding task asks Ray for (decoding one shard is light; several share a core).
-DECODE_CPUS = 0.25
 #: Objects per work item of a fused actor (whole source files; a shard is sent as several pieces so that the
 #: actors stay busy to the end: at ~25 crops/s per core a piece is a few seconds of work).
 PIECE_OBJECTS = 64
-#: Force a layout (``split`` or ``fused``; None: :func:`plan_layout` chooses). For benchmarks and tests.
+#: Force a layout (``split`` or ``fused``; None: :func:`~dinoscope.embed.ray_layout.plan_layout` chooses). For benchmarks and tests.
 LAYOUT: str | None = None
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where decoding and the model run on the cluster (see the module docstring).
-
-    Attributes:
-        name: ``split`` (decode tasks -> model actors) or ``fused`` (actors decode, crop and embed).
-        actors: Model actors in the pool.
-        actor_cpus: CPUs each actor asks Ray for.
-        threads: torch intra-op threads of each actor.
-        gpu: Each actor holds one GPU.
-    """
-
-    name: str
-    actors: int
-    actor_cpus: float
-    threads: int
-    gpu: bool = False
-
-    def describe(self) -> str:
-        """One line for the logs, ``run.yaml`` (``embed_stats.split``) and the benchmark.
-
-        Example:
-            >>> Layout("fused", 2, 1.0, 1).describe()
-            'fused: 2 actors x 1 CPU, 1 thread each (decode + crop + forward in each actor)'
-        """
-        where = "1 GPU" if self.gpu else f"{self.actor_cpus:g} CPU"
-        work = "decode + crop + forward in each actor" if self.name == "fused" else "decode tasks -> model actors"
-        return f"{self.name}: {self.actors} actors x {where}, {self.threads} thread each ({work})"
-
-
-def plan_layout(
-    cpus: float, gpus: float, device: str = "auto", workers: int | None = None, name: str | None = None
-) -> Layout:
-    """The layout of a cluster with ``cpus`` CPUs and ``gpus`` GPUs for a model on ``device``.
-
-    With GPUs for the model (``device`` ``auto`` or ``cuda...``): ``split``, one actor per GPU (or ``workers``)
-    and one CPU each; decoding runs as CPU tasks on every node. CPU only: ``fused``, ``workers`` actors
-    (default: one per CPU, the local engine's ``replicas``, the fastest split of a CPU for a light model —
-    :mod:`~dinoscope.embed.sizing`), each with an equal share of the CPUs (whole cores when there are enough)
-    and as many torch threads. A fused actor holds its own copy of the model (no fork to share it).
-
-    Args:
-        cpus: CPUs of the cluster.
-        gpus: GPUs of the cluster.
-        device: The model's device (``--device``).
-        workers: Model actors (``--workers``; None: as above).
-        name: Force ``split`` or ``fused`` (None: as above). A forced ``split`` on CPUs leaves one CPU to the
-            decoding tasks and shares the rest between the actors.
-
-    Example:
-        >>> plan_layout(2, 0).describe()
-        'fused: 2 actors x 1 CPU, 1 thread each (decode + crop + forward in each actor)'
-        >>> plan_layout(64, 8).name, plan_layout(64, 8).actors
-        ('split', 8)
-        >>> plan_layout(8, 0, workers=2).threads
-        4
-    """
-    wants_gpu = device.startswith("cuda") or (device == "auto" and gpus > 0)
-    name = name or ("split" if wants_gpu else "fused")
-    if name not in ("split", "fused"):
-        raise ValueError(f"Ray layout must be split or fused, not {name!r}")
-    if name == "split":
-        n = workers or max(1, int(gpus))
-        if wants_gpu:
-            return Layout("split", n, 1.0, 1, gpu=True)
-        share = max(DECODE_CPUS, (cpus - 1) / n)
-        return Layout("split", n, share, max(1, round(share)))
-    n = workers or max(1, int(cpus))
-    share = float(cpus // n) if n <= cpus else max(cpus, 0.01) / n
-    return Layout("fused", n, share, max(1, int(share)))
 
 
 @dataclass(frozen=True)
@@ -230,7 +155,7 @@ def embed_table_ray(
         shard_dir: Folder of the finished shard files.
         cache: Content cache, or None.
         batch_size: Crops per forward pass (default 32).
-        workers: Model actors (default: one per GPU of the cluster, else one per CPU; :func:`plan_layout`).
+        workers: Model actors (default: one per GPU of the cluster, else one per CPU; :func:`~dinoscope.embed.ray_layout.plan_layout`).
         address: Ray address (``auto``, ``ray://HOST:PORT``); None starts a local Ray.
         shard_objects: Objects per shard (default :data:`SHARD_OBJECTS`).
 
@@ -290,7 +215,7 @@ def _pipeline(
     d = table.data
     sources, frames = d["source"].to_numpy().astype(str), d["frame"].to_numpy()
     boxes = d[["x1", "y1", "x2", "y2"]].to_numpy(np.float64)
-    work = shards if layout.name == "split" else _pieces(shards, sources, PIECE_OBJECTS)
+    work = shards if layout.name == "split" else pieces(shards, sources, PIECE_OBJECTS)
     items = [
         {"shard": k, "row": rows, "source": sources[rows], "frame": frames[rows], "box": boxes[rows]}
         for k, rows in work
@@ -322,21 +247,6 @@ def _pipeline(
         num_gpus=1 if layout.gpu else 0,
         num_cpus=layout.actor_cpus,
     )
-
-
-def _pieces(shards: list[tuple[int, np.ndarray]], sources: np.ndarray, size: int) -> list[tuple[int, np.ndarray]]:
-    """Each shard's rows (grouped by source, as :func:`shard_rows` makes them) cut into pieces of about ``size``
-    objects, whole source files each; every piece keeps its shard's number."""
-    out = []
-    for k, rows in shards:
-        src = sources[rows]
-        ends = np.flatnonzero(np.r_[src[1:] != src[:-1], True]) + 1
-        start = 0
-        for end in ends.tolist():
-            if end - start >= size or end == len(rows):
-                out.append((k, rows[start:end]))
-                start = end
-    return out
 
 
 def _finish_shard(
