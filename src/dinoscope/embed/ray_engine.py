@@ -2,7 +2,7 @@
 
 The object table is cut into shards of whole source files (stable over a run: a resumed run finds the same
 shards). Ray Data runs the pipeline (Moritz et al., "Ray: A Distributed Framework for Emerging AI
-Applications", OSDI 2018) in one of two layouts, chosen by :func:`~dinoscope.embed.ray_layout.plan_layout`:
+Applications", OSDI 2018) in one of two layouts (:func:`~dinoscope.embed.ray_layout.plan_layout`):
 
 - ``split`` (a cluster with GPUs): each shard is decoded and cropped by a CPU task with the local engine's own
   code (:mod:`~dinoscope.embed.loader` — the same crops, so the same vectors); the crops (uint8) stream through
@@ -69,7 +69,8 @@ LOCAL_CPUS = 2
 #: Objects per work item of a fused actor (whole source files; a shard is sent as several pieces so that the
 #: actors stay busy to the end: at ~25 crops/s per core a piece is a few seconds of work).
 PIECE_OBJECTS = 64
-#: Force a layout (``split`` or ``fused``; None: :func:`~dinoscope.embed.ray_layout.plan_layout` chooses). For benchmarks and tests.
+#: Force a layout (``split`` or ``fused``; None: :func:`~dinoscope.embed.ray_layout.plan_layout` chooses).
+#: For benchmarks and tests.
 LAYOUT: str | None = None
 
 
@@ -155,7 +156,8 @@ def embed_table_ray(
         shard_dir: Folder of the finished shard files.
         cache: Content cache, or None.
         batch_size: Crops per forward pass (default 32).
-        workers: Model actors (default: one per GPU of the cluster, else one per CPU; :func:`~dinoscope.embed.ray_layout.plan_layout`).
+        workers: Model actors (default: one per GPU of the cluster, else one per CPU;
+            :func:`~dinoscope.embed.ray_layout.plan_layout`).
         address: Ray address (``auto``, ``ray://HOST:PORT``); None starts a local Ray.
         shard_objects: Objects per shard (default :data:`SHARD_OBJECTS`).
 
