@@ -375,8 +375,9 @@ class EngineOptions(StrictModel):
 
     engine: Literal["local", "ray"] = Field(
         "local",
-        description="local (this process and its decoding workers) or ray (Ray Data: decoding tasks and a pool of "
-        "model actors, --workers of them; extra `ray`).",
+        description="local (this process and its decoding workers) or ray (Ray Data: a pool of --workers model "
+        "actors, one per GPU fed by decoding tasks, or on CPUs one per core that decodes, crops and embeds; extra "
+        "`ray`).",
     )
     address: str | None = Field(
         None, description="--engine ray: the cluster (auto or ray://HOST:PORT; default: a local Ray on 2 CPUs)."
