@@ -4,13 +4,12 @@ Oquab et al., "DINOv2" (TMLR 2024), ``dinov2/eval/knn.py``: cosine similarity of
 training vector; its ``k`` most similar vote for their class with weight ``exp(sim / T)``, ``T = 0.07``; the
 class probabilities are the vote shares. ``k`` = 10, 20, 100, 200 come from one similarity pass (the top 200).
 
-Exact search: each fold's test rows against its training rows, in row blocks (a similarity product, then
-torch's top-k). The products are the cost (5 folds of 100 k x 80 k x 384-d: 6 TFLOP, about two thirds of the
-CPU time; the top-k the rest). Two schedules were measured and dropped: multiplying each pair of folds once and
-using the block both ways halves the products, but the column-wise top-k over short blocks plus the running
-merges cost more (30 k x 384-d: 20 CPU-s against 11; 100 k, session 5: 170 against 101); FAISS's exact
-``IndexFlatIP`` search (blocked BLAS + a heap per query) found the same neighbours and cost as much or more
-(``benchmarks/probe_knn.py``, 100 k: 21.8 CPU-s against 19.2 for one fold; 115 against 103 for all five).
+Exact search (:mod:`~dinoscope.analysis.probe_search`): each pair of folds multiplied once, float32, the
+block used both ways and ranked against each query's running ``k``-th value — half the products of the
+straightforward per-fold search (``schedule="per-fold"``, kept as the reference: the same neighbours, tested).
+Measured and dropped: FAISS's exact ``IndexFlatIP`` (blocked BLAS + a heap per query: the same neighbours, no
+faster: ``benchmarks/probe_knn.py``, 100 k: 115 CPU-s against 103 for the per-fold search), and a bfloat16
+candidate pass (see :mod:`~dinoscope.analysis.probe_search`).
 
 Example:
     >>> probs, info = knn_probabilities(vectors, labels, folds, n_classes=2)  # doctest: +SKIP

@@ -1,7 +1,8 @@
 """Exact top-k cosine search of the kNN probe: every tested row's most similar training rows of its fold.
 
-Two schedules give the same neighbours (tested on synthetic sets; they can differ only between training rows of
-exactly equal similarity, where either is a correct answer):
+Two schedules give the same neighbours (tested on synthetic sets: the same set of ``k`` for every ``k``; rows of
+exactly equal similarity may come in either order, and where the BLAS rounds a small product's last bit
+differently, a k-th and next neighbour within 1e-7 of each other may swap — either is a correct answer):
 
 - :func:`search_per_fold`, the straightforward one: each fold's test rows times its training rows in row blocks
   (a float32 product, then the top ``k`` of each row). In grouped k-fold every pair of rows is multiplied twice
@@ -9,15 +10,15 @@ exactly equal similarity, where either is a correct answer):
 - :func:`search_fold_pairs`, what the probe runs: the rows sorted by fold, each block of fold ``f`` times every
   later fold (and the train-only rows) **once**, the block used both ways: its rows offer their columns to the
   block's queries and its columns offer its rows to the later folds' queries — half the products. Ranking is
-  made cheap by a running floor: each query keeps its best ``k`` so far (torch's ``topk``); a block's row (or
-  column) whose largest value is not above the query's current ``k``-th is skipped after one ``amax``, and of the
-  others only the values above the floor (a few per block once the floor has settled) are merged.
+  made cheap by a running floor: each query keeps its best ``k`` so far; a block is scanned once for the maxima
+  of its runs of 16 values, and only the runs that reach the query's floor are read again and merged (torch's
+  ``topk`` over the few survivors).
 
-Precision: float32 products in both (no low-precision pass: bfloat16 products are 2.5x faster on a CPU with
-AVX512-BF16 but slow on AVX2-only machines, and proving the rescored candidates complete needs a margin of
-~0.02 in cosine, thousands of candidates per row — measured and dropped, see ``benchmarks/probe.py``).
-Both multiply with numpy's BLAS (torch's rounds the last bit differently: a 200th and 201st neighbour a few
-1e-8 apart then swap), so the similarities are the same bits.
+Precision: float32 products in both, on every CPU. A bfloat16 candidate pass was measured and not used: its
+products are 2.5x faster where the CPU has AVX512-BF16 (slow on AVX2-only machines), but proving the exactly
+rescored candidates complete needs a cosine margin of ~0.02 (bf16 rounding of both inputs and the output),
+hundreds to thousands of candidates per query to rescore from scattered rows. Both schedules multiply with
+numpy's BLAS (torch's rounds the last bit differently from it), so at scale the similarities are the same bits.
 
 Example:
     >>> sims, rows = search_fold_pairs(unit_vectors, folds, 200)  # doctest: +SKIP
@@ -37,6 +38,8 @@ __all__ = ["search_fold_pairs", "search_per_fold", "top_k"]
 
 #: Columns per product tile of :func:`search_fold_pairs`, as a multiple of the row block (2048 x 16384: 128 MB).
 _TILE = 8
+#: Values per run whose maximum decides whether the run is read again (a block's 2048 rows: 128 runs per column).
+_RUN = 16
 
 
 def search_per_fold(x: np.ndarray, folds: EvaluationFolds, k: int, chunk: int = 2048) -> tuple[np.ndarray, ...]:
@@ -105,7 +108,12 @@ def search_fold_pairs(x: np.ndarray, folds: EvaluationFolds, k: int, chunk: int 
 
 
 class _Running:
-    """Each query row's ``k`` best (similarity, row) so far, largest first; ``-inf`` / -1 in unfilled slots."""
+    """Each query row's ``k`` best (similarity, row) so far, largest first; ``-inf`` / -1 in unfilled slots.
+
+    A query still holding fewer than ``k`` merges its row's own top ``k``; afterwards a block is searched through
+    the maxima of its runs of :data:`_RUN` values: only the runs whose maximum reaches the query's floor (its
+    current ``k``-th value) are read again, and their values at or above it merged.
+    """
 
     def __init__(self, n: int, k: int, torch: Any) -> None:
         self.torch = torch
@@ -115,29 +123,33 @@ class _Running:
     def offer(self, sims: Any, queries: Any, candidates: Any) -> None:
         """Merge the (Q, M) similarities of ``queries`` to ``candidates`` (rows as queries; may be a view)."""
         torch = self.torch
-        k = self.vals.shape[1]
+        k, width = self.vals.shape[1], sims.shape[1]
         floor = self.vals[queries, -1]
-        open_rows = torch.isinf(floor)  # fewer than k held yet: the row's own top k is merged
-        if bool(open_rows.all()):
-            top, at = torch.topk(sims.contiguous(), min(k, sims.shape[1]), dim=1, sorted=False)
-            self._merge(queries, top, candidates[at])
-            return
-        if bool(open_rows.any()):
+        open_rows = torch.isinf(floor)
+        if bool(open_rows.any()):  # fewer than k held yet: the row's own top k, merged whole
             at = torch.nonzero(open_rows).squeeze(1)
-            top, pos = torch.topk(sims[at], min(k, sims.shape[1]), dim=1, sorted=False)
+            top, pos = torch.topk(sims[at], min(k, width), dim=1, sorted=False)
             self._merge(queries[at], top, candidates[pos])
-        hit = torch.nonzero((sims.amax(dim=1) > floor) & ~open_rows).squeeze(1)  # a value above the floor
-        if not len(hit):
+            floor[open_rows] = torch.inf
+        full = width // _RUN * _RUN
+        runs = sims[:, :full].unflatten(1, (-1, _RUN))  # (Q, R, _RUN) view
+        r, j = torch.nonzero(_run_max(sims, runs) >= floor[:, None]).unbind(1)  # runs reaching the floor
+        if not len(r):
             return
-        part = sims if len(hit) == len(queries) else sims[hit]
-        r, c = torch.nonzero(part > floor[hit, None]).unbind(1)  # row-major: r ascending
-        counts = torch.bincount(r, minlength=len(hit))
-        width = int(counts.max())
-        slot = torch.arange(len(r)) - (torch.cumsum(counts, 0) - counts)[r]
-        values = torch.full((len(hit), width), -torch.inf, dtype=torch.float32)
-        rows = torch.full((len(hit), width), -1, dtype=torch.int64)
-        values[r, slot], rows[r, slot] = part[r, c], candidates[c]
-        self._merge(queries[hit], values, rows)
+        values = torch.full((len(r), _RUN), -torch.inf, dtype=torch.float32)
+        body = j < full // _RUN
+        values[body] = runs[r[body], j[body]]
+        if not bool(body.all()):  # the row's last, shorter run
+            values[~body, : width - full] = sims[r[~body], full:]
+        i, pos = torch.nonzero(values >= floor[r, None]).unbind(1)  # i ascending, so r too
+        r, col, val = r[i], j[i] * _RUN + pos, values[i, pos]
+        hit, counts = torch.unique_consecutive(r, return_counts=True)
+        slot = torch.arange(len(r)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        local = torch.repeat_interleave(torch.arange(len(hit)), counts)
+        pool_v = torch.full((len(hit), int(counts.max())), -torch.inf, dtype=torch.float32)
+        pool_r = torch.full((len(hit), int(counts.max())), -1, dtype=torch.int64)
+        pool_v[local, slot], pool_r[local, slot] = val, candidates[col]
+        self._merge(queries[hit], pool_v, pool_r)
 
     def _merge(self, queries: Any, values: Any, rows: Any) -> None:
         torch = self.torch
@@ -146,6 +158,20 @@ class _Running:
         pool_r = torch.cat([self.rows[queries], rows], dim=1)
         top, at = torch.topk(pool_v, k, dim=1, largest=True, sorted=True)
         self.vals[queries], self.rows[queries] = top, torch.gather(pool_r, 1, at)
+
+
+def _run_max(sims: Any, runs: Any) -> Any:
+    """(Q, ceil(M / _RUN)) maxima of each row's runs of :data:`_RUN` values (the last run may be shorter)."""
+    parts = [runs.amax(dim=2)] if runs.shape[1] else []
+    if runs.shape[1] * _RUN < sims.shape[1]:
+        parts.append(sims[:, runs.shape[1] * _RUN :].amax(dim=1, keepdim=True))
+    return parts[0] if len(parts) == 1 else parts[0].new_empty(0) if not parts else _cat(parts)
+
+
+def _cat(parts: list[Any]) -> Any:
+    import torch
+
+    return torch.cat(parts, dim=1)
 
 
 def top_k(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
