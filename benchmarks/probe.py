@@ -9,12 +9,12 @@ runs them (:mod:`dinoscope.analysis.probe_eval`, :mod:`dinoscope.analysis.probe_
 - the logistic regression (C chosen by inner grouped 3-fold CV on <= 8 k training rows, then refitted),
 - the metrics with 1000 group-bootstrap resamples, for the five probe rows (kNN x 4, logistic regression).
 
-Old path (session 5): the kNN multiplies each fold's test rows by its training rows (numpy) and ranks every
-product; the folds' logistic regressions and the bootstrap chunks run one after the other. New path: each pair
-of folds multiplied once and ranked against a running floor (:mod:`dinoscope.analysis.probe_search`), the
-folds' logistic regressions on one thread each, the bootstrap chunks two at a time. Precision: float32
-products in both (no bfloat16 pass, whatever the CPU). The run checks the new path's numbers against the old
-(kNN probabilities to 1e-5 and the same predicted class; logistic regression and every metric identical).
+Old path (session 5): the kNN allocates a new product array per block; the folds' logistic regressions and the
+bootstrap chunks run one after the other. New path: one product buffer reused by every block
+(:mod:`dinoscope.analysis.probe_search`, which also records what was measured and dropped), the folds' logistic
+regressions on one thread each, the bootstrap chunks two at a time. Precision: float32 products in both (no
+bfloat16 pass, whatever the CPU). The run checks that the new path's numbers are the old ones (kNN
+probabilities to 1e-5 and the same predicted class; logistic regression and every metric identical).
 
 Prints wall and CPU seconds per step for each path, their ratio, and the new total against the 60 s goal of
 issue 13 (on a machine shared with other jobs the wall time is inflated; the load average is printed too).
@@ -79,7 +79,7 @@ def run_probes(data: tuple[np.ndarray, ...], split: bool, old: bool) -> tuple[di
     with clock(STEPS[0]):
         folds = select_evaluation_folds(labels, groups, splits if split else None, seed=0)
     with clock(STEPS[1]):
-        knn, _ = knn_probabilities(vectors, labels, folds, 10, schedule="per-fold" if old else "pairs")
+        knn, _ = knn_probabilities(vectors, labels, folds, 10, reuse_buffer=not old)
     with clock(STEPS[2]):
         logreg, info = logistic_probabilities(vectors, labels, folds, groups, 10, seed=0, n_jobs=jobs)
     with clock(STEPS[3]):
@@ -108,9 +108,7 @@ def main() -> None:
     print(
         f"{args.n} vectors x {args.dim}-d, 10 classes, {data[2][-1] + 1} groups; {folds.mode} ({folds.n_folds} folds)"
     )
-    print(
-        f"  float32 products; {available_cores()} cores, torch threads {_torch_threads()}; load average before {load:.1f}"
-    )
+    print(f"  float32 products; {available_cores()} cores, torch threads {_torch_threads()}; load before {load:.1f}")
     print(
         f"  {'step':32s} {'new wall':>9s} {'new CPU':>8s}"
         + ("" if old is None else "   old wall  old CPU   wall ratio")
@@ -141,9 +139,7 @@ def _check_same(rows: dict, metrics: dict, old_rows: dict, old_metrics: dict) ->
         diff = float(np.max(np.abs(p[tested] - q[tested]))) if tested.any() else 0.0
         same_class = float(np.mean(p[tested].argmax(1) == q[tested].argmax(1)))
         same_metrics = metrics[name] == old_metrics[name]
-        print(
-            f"  {name:8s} new vs old: max |dp| {diff:.1e}, same class {same_class:.4f}, metrics identical {same_metrics}"
-        )
+        print(f"  {name:8s} new vs old: max |dp| {diff:.1e}, same class {same_class:.4f}, same metrics {same_metrics}")
         if diff > 1e-5 or same_class < 1 or not same_metrics:
             raise SystemExit(f"{name}: the new path changed the result")
 

@@ -4,12 +4,10 @@ Oquab et al., "DINOv2" (TMLR 2024), ``dinov2/eval/knn.py``: cosine similarity of
 training vector; its ``k`` most similar vote for their class with weight ``exp(sim / T)``, ``T = 0.07``; the
 class probabilities are the vote shares. ``k`` = 10, 20, 100, 200 come from one similarity pass (the top 200).
 
-Exact search (:mod:`~dinoscope.analysis.probe_search`): each pair of folds multiplied once, float32, the
-block used both ways and ranked against each query's running ``k``-th value — half the products of the
-straightforward per-fold search (``schedule="per-fold"``, kept as the reference: the same neighbours, tested).
-Measured and dropped: FAISS's exact ``IndexFlatIP`` (blocked BLAS + a heap per query: the same neighbours, no
-faster: ``benchmarks/probe_knn.py``, 100 k: 115 CPU-s against 103 for the per-fold search), and a bfloat16
-candidate pass (see :mod:`~dinoscope.analysis.probe_search`).
+Exact search (:mod:`~dinoscope.analysis.probe_search`): each fold's test rows times its training rows in
+float32 blocks written into one reused buffer, then torch's top 200 of each row. Measured and dropped there:
+each pair of folds multiplied once, top-k through run maxima, FAISS's exact ``IndexFlatIP``, a bfloat16
+candidate pass.
 
 Example:
     >>> probs, info = knn_probabilities(vectors, labels, folds, n_classes=2)  # doctest: +SKIP
@@ -24,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from dinoscope.analysis.probe_eval import EvaluationFolds
-from dinoscope.analysis.probe_search import search_fold_pairs, search_per_fold
+from dinoscope.analysis.probe_search import search_per_fold
 
 __all__ = ["KNN_KS", "TEMPERATURE", "knn_probabilities", "vote_shares"]
 
@@ -43,7 +41,7 @@ def knn_probabilities(
     ks: tuple[int, ...] = KNN_KS,
     temperature: float = TEMPERATURE,
     chunk: int = 2048,
-    schedule: str = "pairs",
+    reuse_buffer: bool = True,
 ) -> tuple[dict[int, np.ndarray], dict[str, Any]]:
     """Out-of-fold class probabilities of the DINOv2 weighted kNN, for every ``k``.
 
@@ -55,8 +53,7 @@ def knn_probabilities(
         ks: Neighbour counts; each is capped at the fold's training rows.
         temperature: ``T`` of the weights ``exp(sim / T)``.
         chunk: Rows per similarity block.
-        schedule: ``"pairs"`` (each pair of folds multiplied once) or ``"per-fold"`` (the straightforward
-            search); the same neighbours (:mod:`~dinoscope.analysis.probe_search`).
+        reuse_buffer: One product buffer for every block (False: the session-5 search; the same numbers).
 
     Returns:
         ({k: (N, C) float32 vote shares, NaN for rows not tested}, info with the effective k per fold).
@@ -72,8 +69,7 @@ def knn_probabilities(
     x = _unit(vectors)
     labels = np.asarray(labels, dtype=np.int64)
     k_max = max(ks)
-    search = {"pairs": search_fold_pairs, "per-fold": search_per_fold}[schedule]
-    sims, rows = search(x, folds, k_max, chunk)
+    sims, rows = search_per_fold(x, folds, k_max, chunk, reuse_buffer=reuse_buffer)
     out, effective = {}, {}
     tested = np.flatnonzero(folds.fold >= 0)
     n_train = {f: len(folds.train_rows(f)) for f in range(folds.n_folds)}
