@@ -2,8 +2,9 @@
 
 Each fold's test rows times its training rows in row blocks: a float32 product (numpy's BLAS) written into one
 buffer reused by every block of the fold — allocating a fresh 2048 x 80 k product per block (the session-5
-search, ``reuse_buffer=False``) made the kernel zero-fill 655 MB of new pages each time: 2.30 against 1.85 CPU-s
-per block at 100 k, the same bits — then torch's top ``k`` of each row.
+search, ``reuse_buffer=False``) makes the kernel zero-fill 655 MB of new pages each time (one block alone: 2.30
+against 1.85 CPU-s; the whole kNN step at 100 k under load: 107 against 110 CPU-s; the same bits) — then torch's
+top ``k`` of each row.
 
 Measured and dropped (``benchmarks/probe.py``, README Performance), none beating the float32 products' cost:
 
