@@ -268,7 +268,8 @@ def run_adaptation(config: Any, dist: Distributed | None = None) -> AdaptResult 
     started = time.perf_counter()
     s = build_session(config, device, dist)
     first = s.step
-    s.run.write_adapt_yaml({"config": config.model_dump(mode="json"), "settings": s.settings})
+    if dist is None or dist.is_main:  # one writer: ranks racing on adapt.yaml.tmp lost the rename
+        s.run.write_adapt_yaml({"config": config.model_dump(mode="json"), "settings": s.settings})
     train_loop(s, dist)
     if dist is not None and not dist.is_main:
         return None
