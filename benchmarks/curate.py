@@ -6,8 +6,11 @@
    ``select_to_keep`` (keep a third), peak RSS, and whether a planted copy pair was ever chosen twice
    (select) or kept twice (prune) against the same for random choice.
 2. PPE train (3 augmented copies of each photo; truth = the ``<orig>.rf.`` prefix), EfficientNet-Lite0
-   whole-image vectors in fp32: ``prune --keep 0.34`` distinct photos kept vs random, and ``select`` with a
-   budget of a third of the pool: photos chosen twice vs random.
+   whole-image vectors in fp32: ``prune --keep 0.34`` distinct photos kept vs random; ``select`` with a
+   budget of a third of the pool: photos chosen twice vs random, with the plain copy rule and with the denoised
+   copy view (``--denoise-copies``, :mod:`dinoscope.embed.views`); ``split``'s units (70 / 20 / 10 by images):
+   photos across splits, both ways and random; and the seconds of the plain embedding and of the denoised
+   view, side by side, both computed afresh (an empty content cache).
 Usage: python benchmarks/curate.py [--sizes 100000,200000] [--dim 384] [--budget 1000] [--no-ppe]
 Timings on a shared machine are noisy; the ratios in one run are what to compare.
 """
@@ -84,12 +87,26 @@ def scale(n: int, dim: int, budget: int) -> None:
 
 
 def ppe() -> None:
+    import os
     import tempfile
 
     from tests import realdata
 
+    from dinoscope.embed.spec import CropSpec
+    from dinoscope.embed.stage import EmbeddingModel
+    from dinoscope.embed.views import embed_denoised
+
+    os.environ["DINOSCOPE_CACHE"] = tempfile.mkdtemp()  # both views computed afresh, timed side by side
     table, groups = realdata.ppe_whole_images()
+    started = time.perf_counter()
     vectors = realdata.vectors_of(table, Path(tempfile.mkdtemp()) / "ppe")  # fp32 on the CPU
+    t_plain = time.perf_counter() - started
+    started = time.perf_counter()
+    model = EmbeddingModel("efficientnet-lite0", device="cpu", precision="fp32")
+    denoised, _ = embed_denoised(table, model, CropSpec(), cache_root=Path(os.environ["DINOSCOPE_CACHE"]))
+    t_view = time.perf_counter() - started
+    print(f"PPE embedding ({len(table)} images, fp32, cold cache): plain {t_plain:.1f} s, denoised view "
+          f"{t_view:.1f} s (select / split embed {1 + t_view / t_plain:.2f}x as long)")  # fmt: skip
     photo = np.array([Path(s).name.split(".rf.")[0] for s in table.data["source"]])
     judged = groups >= 0
     n_photos = len(np.unique(groups[judged]))
@@ -105,13 +122,36 @@ def ppe() -> None:
     labelled = np.isin(photo, sorted(set(photo))[::10])
     budget = int((~labelled).sum()) // 3
     for strategy in ("typicality", "coverage"):
-        sel = select_to_label(vectors, labelled, budget, strategy)
-        picked = groups[sel.rows]
-        twice = int(np.sum(np.bincount(picked[picked >= 0]) > 1))
-        rand = groups[rng.choice(np.flatnonzero(~labelled), budget, replace=False)]
-        rand_twice = int(np.sum(np.bincount(rand[rand >= 0]) > 1))
-        print(f"PPE select {strategy}, budget {budget} of a pool of {(~labelled).sum()}: {len(sel.rows)} chosen, "
-              f"photos chosen twice {twice} | random {rand_twice}")  # fmt: skip
+        for name, views in (("plain rule", []), ("denoised view", [denoised])):
+            started = time.perf_counter()
+            sel = select_to_label(vectors, labelled, budget, strategy, views=views)
+            t = time.perf_counter() - started
+            picked = groups[sel.rows]
+            twice = int(np.sum(np.bincount(picked[picked >= 0]) > 1))
+            rand = groups[rng.choice(np.flatnonzero(~labelled), budget, replace=False)]
+            rand_twice = int(np.sum(np.bincount(rand[rand >= 0]) > 1))
+            print(f"PPE select {strategy} ({name}), budget {budget} of a pool of {(~labelled).sum()}: "
+                  f"{len(sel.rows)} chosen, photos chosen twice {twice} | random {rand_twice} ({t:.1f} s)")  # fmt: skip
+    _ppe_split(vectors, denoised, groups, rng)
+
+
+def _ppe_split(vectors: np.ndarray, denoised: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> None:
+    """Photos across splits of ``split``'s units (70 / 20 / 10 by images), plain rule vs the denoised view."""
+    from dinoscope.analysis.curation import find_view_copy_groups
+    from dinoscope.analysis.resplit import assign_splits, find_units
+
+    judged = groups >= 0
+    ratios = {"train": 0.7, "val": 0.2, "test": 0.1}
+    graph = build_curation_graph(vectors)
+    for name, views in (("plain rule", []), ("denoised view", [denoised])):
+        copy_group, _, _ = find_view_copy_groups(vectors, graph, views)
+        unit = find_units(len(vectors), np.arange(len(vectors)), copy_group)
+        split = assign_splits(np.bincount(unit)[:, None].astype(float), ratios)[unit]
+        crossing = sum(len(set(split[judged & (groups == g)])) > 1 for g in np.unique(groups[judged]))
+        random = rng.choice(3, len(vectors), p=list(ratios.values()))
+        rand_crossing = sum(len(set(random[judged & (groups == g)])) > 1 for g in np.unique(groups[judged]))
+        print(f"PPE split units ({name}): photos across splits {crossing} of {len(np.unique(groups[judged]))} | "
+              f"random by image {rand_crossing}")  # fmt: skip
 
 
 def main() -> None:

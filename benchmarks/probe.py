@@ -1,18 +1,25 @@
-"""Benchmark: the probes of ``dinoscope probe`` on 100 k synthetic vectors, the time of each protocol.
+"""Benchmark: the probes of ``dinoscope probe`` on 100 k synthetic vectors, the new path vs the old, side by side.
 
 Synthetic 384-d unit vectors, 10 classes, in groups of 5 rows that share a group offset (like the boxes of
 one image): the group-aware folds keep them whole. Timed, each on the same folds exactly as the command
 runs them (:mod:`dinoscope.analysis.probe_eval`, :mod:`dinoscope.analysis.probe_metrics`):
 
 - the fold assignment (stratified grouped 5-fold, or the dataset's train / test split with ``--split``),
-- the weighted kNN (k = 10, 20, 100, 200 from one similarity pass per fold),
+- the weighted kNN (k = 10, 20, 100, 200 from one exact top-200 search),
 - the logistic regression (C chosen by inner grouped 3-fold CV on <= 8 k training rows, then refitted),
 - the metrics with 1000 group-bootstrap resamples, for the five probe rows (kNN x 4, logistic regression).
 
-Prints wall and CPU seconds per step (on a machine shared with other jobs the wall time is inflated; the load
-average before the run is printed too).
+Old path (session 5): the kNN allocates a new product array per block; the folds' logistic regressions and the
+bootstrap chunks run one after the other. New path: one product buffer reused by every block
+(:mod:`dinoscope.analysis.probe_search`, which also records what was measured and dropped), the folds' logistic
+regressions on one thread each, the bootstrap chunks two at a time. Precision: float32 products in both (no
+bfloat16 pass, whatever the CPU). The run checks that the new path's numbers are the old ones (kNN
+probabilities to 1e-5 and the same predicted class; logistic regression and every metric identical).
 
-Usage: OMP_NUM_THREADS=2 python benchmarks/probe.py [--n 100000] [--dim 384] [--split]
+Prints wall and CPU seconds per step for each path, their ratio, and the new total against the 60 s goal of
+issue 13 (on a machine shared with other jobs the wall time is inflated; the load average is printed too).
+
+Usage: OMP_NUM_THREADS=2 python benchmarks/probe.py [--n 100000] [--dim 384] [--split] [--new-only]
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from dinoscope.analysis.probe_eval import logistic_probabilities, select_evaluation_folds
+from dinoscope.analysis.probe_eval import available_cores, logistic_probabilities, select_evaluation_folds
 from dinoscope.analysis.probe_knn import knn_probabilities
 from dinoscope.analysis.probe_metrics import compute_probe_metrics
 
@@ -59,39 +66,90 @@ class _Clock:
         self.times[name] = (time.perf_counter() - wall, time.process_time() - cpu)
 
 
+STEPS = ("folds", "knn (k=10,20,100,200)", "logistic regression", "metrics + bootstrap (5 rows)")
+
+
+def run_probes(data: tuple[np.ndarray, ...], split: bool, old: bool) -> tuple[dict, dict, dict, dict]:
+    """(step -> (wall s, CPU s), probability rows, metrics per row, logistic-regression info) of one path."""
+    vectors, labels, groups, splits = data
+    names = [f"c{i}" for i in range(10)]
+    times: dict[str, tuple[float, float]] = {}
+    clock = _Clock(times)
+    jobs = 1 if old else None
+    with clock(STEPS[0]):
+        folds = select_evaluation_folds(labels, groups, splits if split else None, seed=0)
+    with clock(STEPS[1]):
+        knn, _ = knn_probabilities(vectors, labels, folds, 10, reuse_buffer=not old)
+    with clock(STEPS[2]):
+        logreg, info = logistic_probabilities(vectors, labels, folds, groups, 10, seed=0, n_jobs=jobs)
+    with clock(STEPS[3]):
+        rows = {f"knn{k}": p for k, p in knn.items()} | {"logreg": logreg}
+        metrics = {
+            n: compute_probe_metrics(labels, p, groups, names, n_boot=1000, n_jobs=jobs) for n, p in rows.items()
+        }
+    times["total"] = tuple(sum(v[i] for v in list(times.values())) for i in (0, 1))  # type: ignore[assignment]
+    return times, rows, metrics, info | {"folds": folds}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--split", action="store_true", help="use an 80/20 train/test split instead of 5 folds")
+    parser.add_argument("--new-only", action="store_true", help="skip the old path (compare with 60 s only)")
     args = parser.parse_args()
-    vectors, labels, groups, split = synthetic(args.n, args.dim)
-    names = [f"c{i}" for i in range(10)]
+    for old in (False, True):  # warm-up: imports, thread pools
+        run_probes(synthetic(2000, args.dim), args.split, old)
+    data = synthetic(args.n, args.dim)
     load = os.getloadavg()[0]
-    times: dict[str, tuple[float, float]] = {}  # step -> (wall s, CPU s of this process)
-    clock = _Clock(times)
-    with clock("folds"):
-        folds = select_evaluation_folds(labels, groups, split if args.split else None, seed=0)
-    with clock("knn (k=10,20,100,200)"):
-        knn, _ = knn_probabilities(vectors, labels, folds, 10)
-    with clock("logistic regression"):
-        logreg, info = logistic_probabilities(vectors, labels, folds, groups, 10, seed=0)
-    with clock("metrics + bootstrap (5 rows)"):
-        rows = {f"knn{k}": p for k, p in knn.items()} | {"logreg": logreg}
-        metrics = {name: compute_probe_metrics(labels, p, groups, names, n_boot=1000) for name, p in rows.items()}
-    wall, cpu = (sum(v[i] for v in times.values()) for i in (0, 1))
-
-    print(f"{args.n} vectors x {args.dim}-d, 10 classes, {groups[-1] + 1} groups; {folds.mode} ({folds.n_folds} folds)")
-    print(f"  {'step':32s} {'wall s':>7s} {'CPU s':>7s}   (load average before: {load:.1f})")
-    for name, (w, c) in times.items():
-        print(f"  {name:32s} {w:7.1f} {c:7.1f}")
+    new, rows, metrics, info = run_probes(data, args.split, old=False)
+    old = None if args.new_only else run_probes(data, args.split, old=True)
+    folds = info["folds"]
+    print(
+        f"{args.n} vectors x {args.dim}-d, 10 classes, {data[2][-1] + 1} groups; {folds.mode} ({folds.n_folds} folds)"
+    )
+    print(f"  float32 products; {available_cores()} cores, torch threads {_torch_threads()}; load before {load:.1f}")
+    print(
+        f"  {'step':32s} {'new wall':>9s} {'new CPU':>8s}"
+        + ("" if old is None else "   old wall  old CPU   wall ratio")
+    )
+    for name, (w, c) in new.items():
+        line = f"  {name:32s} {w:8.1f}s {c:7.1f}s"
+        if old is not None:
+            ow, oc = old[0][name]
+            line += f"   {ow:8.1f}s {oc:7.1f}s   {ow / max(w, 1e-9):5.2f}x"
+        print(line)
+    wall = new["total"][0]
+    print(f"  new total {wall:.1f} s wall: {'within' if wall <= 60 else 'OVER'} the 60 s goal ({wall / 60:.2f} of it)")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"  {'total':32s} {wall:7.1f} {cpu:7.1f}   (peak RSS {peak_mb:.0f} MB)")
-    print(f"  logistic regression C per fold: {info['C']}")
+    print(f"  peak RSS {peak_mb:.0f} MB; logistic regression C per fold: {info['C']}")
+    if old is not None:
+        _check_same(rows, metrics, old[1], old[2])
     for name, m in metrics.items():
         acc, auc = m["accuracy"], m["auroc"]
         interval = f"[{acc['low']:.3f}, {acc['high']:.3f}]"
         print(f"  {name:8s} accuracy {acc['value']:.3f} {interval}  AUROC {auc['value']:.3f}")
+
+
+def _check_same(rows: dict, metrics: dict, old_rows: dict, old_metrics: dict) -> None:
+    """Print (and fail on) any difference between the new path's numbers and the old's."""
+    for name, p in rows.items():
+        q = old_rows[name]
+        tested = np.isfinite(q).all(axis=1)
+        diff = float(np.max(np.abs(p[tested] - q[tested]))) if tested.any() else 0.0
+        same_class = float(np.mean(p[tested].argmax(1) == q[tested].argmax(1)))
+        same_metrics = metrics[name] == old_metrics[name]
+        print(f"  {name:8s} new vs old: max |dp| {diff:.1e}, same class {same_class:.4f}, same metrics {same_metrics}")
+        if diff > 1e-5 or same_class < 1 or not same_metrics:
+            raise SystemExit(f"{name}: the new path changed the result")
+
+
+def _torch_threads() -> int | str:
+    try:
+        import torch
+    except ImportError:
+        return "-"
+    return torch.get_num_threads()
 
 
 if __name__ == "__main__":

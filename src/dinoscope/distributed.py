@@ -1,11 +1,14 @@
-"""Data-parallel jobs on one or several machines (DDP): torchrun's environment, or ``--nproc N`` processes here.
+"""Data-parallel jobs on one or several machines (DDP or FSDP): torchrun's environment, or ``--nproc N`` here.
 
 One place for what `seg train` and `adapt` share: :func:`join_distributed` reads torchrun's environment
 (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``), joins the process group (NCCL on GPUs, gloo on CPUs) and pins each
 process to its GPU; :func:`spawn` starts N processes on this machine with that environment (what ``--nproc``
 does). Each process trains on its share of every step (the batch size is per process), gradients are averaged by
-``DistributedDataParallel``, and rank 0 alone validates, saves and prints. Without either nothing here does
-anything. torch is imported only when a job runs.
+``DistributedDataParallel`` (:meth:`Distributed.wrap`), and rank 0 alone validates, saves and prints. For
+models too large for one device, :meth:`Distributed.shard` shards them with FSDP (torch's ``fully_shard``) and
+:func:`full_state` / :func:`load_full_state` gather and restore their whole state dicts for checkpoints that do
+not depend on the number of processes' shards. Without either nothing here does anything. torch is imported
+only when a job runs.
 
 Example:
     >>> join_distributed("cpu") is None  # not started by torchrun or spawn
@@ -20,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Distributed", "join_distributed", "spawn"]
+__all__ = ["Distributed", "full_state", "join_distributed", "load_full_state", "spawn"]
 
 
 @dataclass(frozen=True)
@@ -68,12 +71,48 @@ class Distributed:
         ids = [int(self.device.split(":")[1])] if self.device.startswith("cuda") else None
         return DistributedDataParallel(net, device_ids=ids, find_unused_parameters=find_unused_parameters)
 
+    def shard(self, net: Any, units: list[Any]) -> Any:
+        """Shard ``net`` in place with FSDP (torch's ``fully_shard``, FSDP2): each of ``units`` (e.g. the
+        transformer blocks, and every submodule called on its own) becomes one all-gather unit, the rest of
+        ``net`` another; each process keeps 1/N of the parameters, gradients and optimiser state. Works on CPUs
+        (gloo) as on GPUs (NCCL). Build the optimiser after sharding."""
+        from torch.distributed.fsdp import fully_shard
+
+        for unit in units:
+            fully_shard(unit)
+        return fully_shard(net)
+
     def close(self) -> None:
         """Leave the process group."""
         import torch.distributed as dist
 
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def full_state(net: Any, optimiser: Any = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The whole (unsharded) state dict of an FSDP-sharded ``net`` (and of its ``optimiser``, keyed by
+    parameter name), gathered on rank 0 in CPU memory ({} on the other ranks). Every process must call it."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model = get_model_state_dict(net, options=options)
+    return model, None if optimiser is None else get_optimizer_state_dict(net, optimiser, options=options)
+
+
+def load_full_state(net: Any, state: dict[str, Any], optimiser: Any = None, optimiser_state: Any = None) -> None:
+    """Load :func:`full_state`'s dicts into the sharded ``net`` (and ``optimiser``): rank 0's are scattered
+    to every process's shards (the other processes' may be empty). Every process must call it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)  # rank 0's copy is scattered
+    set_model_state_dict(net, state, options=options)
+    if optimiser is not None:
+        set_optimizer_state_dict(net, optimiser, optimiser_state, options=options)
 
 
 def join_distributed(device: str) -> Distributed | None:

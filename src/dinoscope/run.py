@@ -15,6 +15,7 @@ runs/<name>/
   probes/                     feature probes: metrics.json, summary.csv, splits.parquet, errors.parquet
   index/<store>.faiss         the similarity index of a store (+ .rows.npy, .json key); searches/: search pages
   checkpoints/ predictions/ selections/ reviews/   later capabilities
+  backbone/ log.csv adapt.yaml compare.html compare/   an adaptation (`dinoscope adapt`)
   metrics.csv                 per-epoch training metrics (a training run: ``seg train``)
 ```
 No other module builds a path inside a run. A run directory is never replaced silently: an existing one

@@ -108,6 +108,15 @@ class RoomsMixin:
         tmp.write_text(yaml.safe_dump(json.loads(json.dumps(doc, default=json_default)), sort_keys=False), "utf-8")
         tmp.replace(self.adapt_yaml_path)
 
+    def comparison_path(self, suffix: str) -> Path:
+        """``compare.html`` / ``.json`` / ``.csv``: the before/after page of an adaptation and its numbers."""
+        return self.path / f"compare{suffix}"
+
+    def comparison_run_dir(self, name: str) -> Path:
+        """``compare/<name>/``: a run directory of the before/after comparison (``original``, ``adapted``:
+        ``dinoscope analyze`` of the evaluation set with each backbone; ``probes``: ``dinoscope probe`` of both)."""
+        return self.path / "compare" / name
+
     # --- evaluation (dinoscope errors) -----------------------------------------------------------------------
     @property
     def metrics_path(self) -> Path:

@@ -62,8 +62,9 @@ def test_resume_continues_exactly(dinov2: Path, images: Path, tmp_path: Path, mo
     from dinoscope.adapt import session as session_module
     from dinoscope.adapt.checkpoint import load_state
 
-    kw = dict(steps=4, checkpoint_every=2, head_warmup=1, lr=1e-3)
-    _run(dinov2, images, tmp_path / "whole", **kw)
+    kw = dict(checkpoint_every=2, head_warmup=1, lr=1e-3)
+    _run(dinov2, images, tmp_path / "whole", steps=4, **kw)
+    kw["epochs"] = 1  # 16 images, batch 4: the same 4 steps, and --resume --epochs 1 continues that plan
 
     original = session_module.Session.check_and_save
 

@@ -1,6 +1,7 @@
-"""select and prune on real data: PPE train, 3 augmented copies of each photo (truth: the ``<orig>.rf.`` prefix;
-names starting with ``img`` collide across photos and are left out of the truth). EfficientNet-Lite0, fp32 on
-the CPU (``tests.realdata.vectors_of``)."""
+"""select, prune and split on real data: PPE train, 3 augmented copies of each photo (truth: the ``<orig>.rf.``
+prefix; names starting with ``img`` collide across photos and are left out of the truth). EfficientNet-Lite0,
+fp32 on the CPU (``tests.realdata.vectors_of``). ``select`` and ``split`` embed the denoised copy view too
+(:mod:`dinoscope.embed.views`; once for the session: the split test reads it from the content cache)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from dinoscope.workflows.select import select
 from tests import realdata
 
 PRECISION = "fp32"
-#: The one photo whose rotated copy EfficientNet-Lite0 puts at cosine 0.57-0.63 from its siblings (ranks 30-75):
-#: no neighbour rule sees it as a copy (measured; see the README's select section).
-INVISIBLE_COPY = "00599_jpg"
+#: Consecutive shots of one scene under two names (checked by eye): near-duplicates, so once one is chosen or
+#: labelled the other is a copy, and select may stop short of a budget equal to the number of distinct names.
+BURST_SHOTS = {"00738_jpg", "00739_jpg", "01094_jpg", "01163_jpg"}
 
 
 def _photo(source: str) -> str:
@@ -66,16 +67,18 @@ def test_ppe_select_a_third_never_picks_two_copies(real_ppe: tuple, tmp_path: Pa
                     precision=PRECISION, device="cpu", copy_images="none", out=tmp_path / "sel")  # fmt: skip
     chosen = pd.Series([_photo(s) for s in result.selected["source"]])
     truth = dict(zip(photo, groups, strict=True))
-    twice = set(chosen[chosen.duplicated()]) - {p for p in photo if truth[p] < 0}
+    twice = set(chosen[chosen.duplicated()]) - {p for p in photo if truth[p] < 0}  # img* names: several photos
+    missed = {p for p in set(photo[~is_labelled]) - set(chosen) if truth[p] >= 0}
     random = pd.Series(
         photo[~is_labelled][np.random.default_rng(0).choice((~is_labelled).sum(), budget, replace=False)]
     )
     print(f"\nPPE select, budget {budget} of a pool of {(~is_labelled).sum()} ({PRECISION}): {len(chosen)} chosen, "
           f"{chosen.nunique()} distinct photos, photos chosen twice {sorted(twice)}; random: "
-          f"{random.duplicated().sum()} repeats")  # fmt: skip
+          f"{random.duplicated().sum()} repeats; named photos of the pool not chosen {sorted(missed)}")  # fmt: skip
     assert not set(chosen) & labelled_photos  # never a copy of a labelled photo
-    assert twice <= {INVISIBLE_COPY}
-    assert len(chosen) >= budget - 5  # it stops short only when every other image is a copy
+    assert not twice  # no photo twice (measured: 0; random about 70; the plain rule alone 00599 twice)
+    assert missed <= BURST_SHOTS  # short of the budget only by the burst shots and the colliding img* names
+    assert len(chosen) >= budget - 10 and result.info["n_short"] == budget - len(chosen)
 
 
 @pytest.mark.slow
@@ -100,6 +103,6 @@ def test_ppe_split_leaves_no_copy_across_splits(real_ppe: tuple, ppe_dir: Path, 
     )
     assert result.leakage["n_leaked"] == 0
     assert find_leakage(images["copy_group"].to_numpy(), images["split"].to_numpy()).info["n_leaked"] == 0
-    assert int((crossing > 1).sum()) <= 1  # only the rotated copy no neighbour rule sees (00599), if any
+    assert int((crossing > 1).sum()) == 0  # (the plain rule alone: 00599 across splits)
     assert abs(share["train"] - 0.7) < 0.03 and abs(share["val"] - 0.2) < 0.03
     assert random_crossing > 100

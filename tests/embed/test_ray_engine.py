@@ -64,8 +64,12 @@ def test_ray_gives_the_local_engines_vectors_and_resumes_by_shard(
     cos = (a * b.as_array()).sum(axis=1)
     assert cos.min() >= 0.9999, cos.min()  # precision="fp32"
 
+    assert remote.stats.split.startswith("fused: 2 actors")  # CPU only: actors decode, crop and embed
+
     # resume: a fresh store beside the shard files takes them; a lost shard is computed again (its image now
-    # unreadable: its rows are marked failed, named by file), the others are not sent to Ray
+    # unreadable: its rows are marked failed, named by file), the others are not sent to Ray. It runs the split
+    # layout of a GPU cluster (decode tasks -> model actor) on the CPUs: the same vectors either way
+    monkeypatch.setattr(ray_engine, "LAYOUT", "split")
     shard_dir = tmp_path / "ray/embeddings" / f"{remote.store_path.stem}.shards"
     files = sorted(shard_dir.glob("*.npz"))
     assert len(files) == 3  # 18 objects, 6 images of 3, shards of >= 4 objects: 6, 6, 6
@@ -84,6 +88,7 @@ def test_ray_gives_the_local_engines_vectors_and_resumes_by_shard(
         workers=1,
     )
     assert (stats.n_computed, stats.n_failed, stats.n_resumed) == (3, 3, 12) and bad in stats.failures
+    assert stats.split.startswith("split: 1 actors")
     done = store.valid_mask()
     assert done.sum() == 15 and not done[table.data["source"].to_numpy() == bad].any()
     np.testing.assert_allclose(store.as_array()[done], b.as_array()[done], atol=1e-6)

@@ -9,23 +9,34 @@ output, overwrite, resume), so it has one spelling everywhere. The model to adap
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
 from dinoscope.config import StrictModel
+from dinoscope.options import TrainingLengthOptions
 
 __all__ = ["AdaptLengthOptions", "AdaptRecipeOptions", "AdaptSafetyOptions"]
 
 
-class AdaptLengthOptions(StrictModel):
-    """How long ``adapt`` trains, how often it saves, on how many processes."""
+class AdaptLengthOptions(TrainingLengthOptions):
+    """How long ``adapt`` trains (``steps``, or ``epochs`` from the shared training-length group), how often it
+    saves, on how many processes."""
 
-    steps: int | None = Field(None, ge=1, description="Optimiser steps (default: 1000 on GPU, 300 on CPU).")
+    steps: int | None = Field(
+        None, ge=1, description="Optimiser steps (default: 1000 on GPU, 300 on CPU; or give --epochs instead)."
+    )
     checkpoint_every: int = Field(
         50, ge=1, description="Save the full training state, and check the features (probe/collapse), every N steps."
     )
     nproc: int = Field(
-        1, ge=1, description="Processes of a data-parallel (DDP) run on this machine (GPUs, or gloo on CPUs)."
+        1, ge=1, description="Processes of a data-parallel run on this machine (GPUs, or gloo on CPUs; see --parallel)."
+    )
+    parallel: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto",
+        description="How several processes share the model: ddp (a whole model in each), fsdp (parameters, "
+        "gradients and optimiser state sharded: ViTs too large for one GPU) or auto (fsdp for ViTs of 250 M "
+        "parameters and more, else ddp).",
     )
 
 

@@ -12,7 +12,7 @@ from torch import nn
 from dinoscope.adapt.model import AdaptBackbone, build_head, copy_frozen, freeze_norm_statistics
 from dinoscope.adapt.objective import Objective
 
-__all__ = ["Nets", "Student", "build_nets", "head_dim"]
+__all__ = ["Nets", "Student", "build_nets", "head_dim", "teacher_copy"]
 
 
 def head_dim(device_type: str) -> int:
@@ -77,3 +77,12 @@ def build_nets(backbone: AdaptBackbone, out_dim: int, anchor: float, seed: int) 
     original = copy_frozen(backbone) if anchor > 0 else None
     teacher = Student(copy_frozen(backbone), teacher_head)
     return Nets(Student(backbone, head), teacher, original, Objective(out_dim, anchor))
+
+
+def teacher_copy(nets: Nets) -> Student:
+    """A plain frozen copy of the teacher (backbone and head), e.g. for checks on one process under FSDP."""
+    head = build_head(nets.teacher.backbone.embed_dim, nets.objective.dino.center.shape[-1])
+    head.load_state_dict(nets.teacher.head.state_dict())
+    for p in head.parameters():
+        p.requires_grad_(False)
+    return Student(copy_frozen(nets.teacher.backbone), head).to(next(nets.teacher.parameters()).device)

@@ -20,7 +20,8 @@ import torch
 from dinoscope.adapt import augment, monitor
 from dinoscope.adapt.checkpoint import load_state, save_state
 from dinoscope.adapt.model import build_backbone, export_backbone, parameter_groups
-from dinoscope.adapt.nets import Nets, build_nets, head_dim
+from dinoscope.adapt.nets import Nets, build_nets, head_dim, teacher_copy
+from dinoscope.adapt.sharding import choose_strategy, shard_nets
 from dinoscope.embed.runtime import decode_workers, resolve_device, resolve_precision
 from dinoscope.errors import ConfigError, DinoscopeError
 from dinoscope.run import Run
@@ -28,7 +29,7 @@ from dinoscope.run import Run
 if TYPE_CHECKING:
     from dinoscope.distributed import Distributed
 
-__all__ = ["AdaptResult", "Session", "adapt_images", "run_adaptation"]
+__all__ = ["AdaptResult", "Session", "adapt_images", "run_adaptation", "steps_of_epochs"]
 
 logger = logging.getLogger(__name__)
 _DEFAULTS = {"cuda": (64, 1000), "cpu": (16, 300)}  # batch size per process, steps
@@ -37,7 +38,8 @@ _EMBED_BATCH = 64
 
 @dataclass
 class AdaptResult:
-    """What ``adapt`` did: the output folder, the exported backbone, the checks, the best one and the speed."""
+    """What ``adapt`` did: the output folder, the exported backbone, the checks, the best one, the speed, and the
+    before/after page (``compare.html``; set by the workflow)."""
 
     out: Path
     backbone: Path | None
@@ -48,6 +50,7 @@ class AdaptResult:
     images_per_s: float = 0.0
     stopped_early: bool = False
     settings: dict[str, Any] = field(default_factory=dict)
+    comparison: Path | None = None
 
 
 @dataclass
@@ -71,6 +74,11 @@ class Session:
     best: dict[str, Any] = field(default_factory=dict)
     monitor_crops: np.ndarray | None = None
     evalset: monitor.EvalSet | None = None
+    #: ``single``, ``ddp`` or ``fsdp`` (:mod:`~dinoscope.adapt.sharding`); under FSDP, rank 0's plain copy of the
+    #: teacher for the checks and the whole state gathered at the last check.
+    strategy: str = "single"
+    check_net: Any = None
+    gathered: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         st = self.settings
@@ -86,12 +94,24 @@ class Session:
         """(B, 3, s, s) uint8 -> normalised float32 with the backbone's mean/std."""
         return (x.float() - self._mean) / self._std
 
+    @property
+    def checked(self) -> Any:
+        """The teacher the checks embed and the export takes (a plain copy under FSDP)."""
+        return self.check_net if self.check_net is not None else self.nets.teacher
+
+    def gather(self) -> None:
+        """Under FSDP, gather the whole state on rank 0 (every process calls this); nothing otherwise."""
+        if self.strategy == "fsdp":
+            from dinoscope.adapt.sharding import gather
+
+            self.gathered = gather(self)
+
     # --- checks ------------------------------------------------------------------------------------------------
     def embed_teacher(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, S, S, 3) uint8 -> the teacher's pooled vectors (N, D) and its head's probabilities (N, K)."""
         from dinoscope.embed.runtime import forward_context
 
-        teacher, center = self.nets.teacher.eval(), self.nets.objective.dino.center.reshape(1, -1)
+        teacher, center = self.checked.eval(), self.nets.objective.dino.center.reshape(1, -1)
         vectors, probs = [], []
         with forward_context(self.device_type, self.precision):
             for a in range(0, len(crops), _EMBED_BATCH):
@@ -121,7 +141,7 @@ class Session:
             score = check.figures.get("knn_balanced_accuracy", float(self.step)) if self.evalset else float(self.step)
             if not self.best or score > self.best["score"]:
                 self.best = {"step": self.step, "score": score, "figures": check.figures}
-                state = {k: v.detach().cpu() for k, v in self.nets.teacher.backbone.state_dict().items()}
+                state = {k: v.detach().cpu() for k, v in self.checked.backbone.state_dict().items()}
                 save_state(self.run.checkpoint_path("best"), {"step": self.step, "backbone": state})
             elif self.evalset is not None:
                 since = sum(1 for c in self.checks if c.step > self.best["step"])
@@ -135,9 +155,10 @@ def _settings(config: Any, device: str, world: int, n_images: int, spec_size: in
     kind = "cuda" if device.startswith("cuda") else "cpu"
     batch, steps = _DEFAULTS[kind]
     batch = config.batch_size or batch
-    steps = config.steps or steps
+    steps = config.steps or steps_of_epochs(config.epochs, n_images, batch, world) or steps
     return {
         "steps": steps,
+        "epochs": config.epochs,
         "batch_size": batch,
         "processes": world,
         "global_size": config.input_size or spec_size,
@@ -154,6 +175,17 @@ def _settings(config: Any, device: str, world: int, n_images: int, spec_size: in
         "head_prototypes": head_dim(kind),
         "n_images": n_images,
     }
+
+
+def steps_of_epochs(epochs: int | None, n_images: int, batch: int, world: int) -> int | None:
+    """``--epochs`` as optimiser steps: every step takes ``batch x world`` images, so an epoch is
+    ``ceil(n_images / (batch x world))`` steps (None without ``epochs``).
+
+    Example:
+        >>> steps_of_epochs(3, 100, 16, 2)  # 100 images, 32 a step: 4 steps an epoch
+        12
+    """
+    return None if epochs is None else epochs * -(-n_images // (batch * world))
 
 
 def _read_images(config: Any) -> Any:
@@ -185,10 +217,23 @@ def build_session(config: Any, device: str, dist: Distributed | None) -> Session
     options = {"input_size": config.input_size, "weights": config.weights, "allow_download": config.allow_download}
     backbone = build_backbone(config.model, **options)
     settings = state["settings"] if state else _settings(config, device, world, len(table), backbone.spec.input_size)
-    if state and config.steps and config.steps > settings["steps"]:
-        settings = {**settings, "steps": config.steps}
+    if state:  # --resume with more --steps (or --epochs, counted with the run's own images, batch and processes)
+        more = config.steps or steps_of_epochs(
+            config.epochs, settings["n_images"], settings["batch_size"], settings["processes"]
+        )
+        if more and more > settings["steps"]:
+            settings = {**settings, "steps": more, "epochs": config.epochs}
+    if not state:
+        n_params = sum(p.numel() for p in backbone.parameters())
+        settings["strategy"] = choose_strategy(config.parallel, n_params=n_params, is_vit=backbone.has_patches,
+                                               world=world)  # fmt: skip
+    strategy = settings.get("strategy", "ddp" if world > 1 else "single")
     nets = build_nets(backbone, settings["head_prototypes"], settings["anchor"], settings["seed"]).to(device)
-    student = dist.wrap(nets.student, find_unused_parameters=True) if dist else nets.student
+    check_net = teacher_copy(nets) if strategy == "fsdp" and rank == 0 else None
+    if dist is not None and strategy == "fsdp":
+        student = shard_nets(nets, dist)
+    else:
+        student = dist.wrap(nets.student, find_unused_parameters=True) if dist else nets.student
     student = torch.compile(student) if config.compile else student
     optimiser = torch.optim.AdamW(parameter_groups(nets.student.backbone, nets.student.head, settings["lr"]))
     scaler = torch.amp.GradScaler(enabled=settings["precision"] == "fp16" and device.startswith("cuda"))
@@ -197,6 +242,7 @@ def build_session(config: Any, device: str, dist: Distributed | None) -> Session
     source = augment.read_pixels(table, config.crops, 2 * size)
     stream = augment.MultiCropStream(source, crops, settings["seed"], 2 * size, round(1.5 * size))
     s = Session(run, config, nets, student, optimiser, scaler, stream, settings, device, rank, world)
+    s.strategy, s.check_net = strategy, check_net
     if rank == 0:
         s.monitor_crops = augment.center_crops(stream, monitor.N_MONITOR, size, settings["seed"])
         if config.eval is not None:
@@ -207,8 +253,10 @@ def build_session(config: Any, device: str, dist: Distributed | None) -> Session
         restore(s, state)
         if s.step >= s.total:
             raise ConfigError(f"{run.path}: all {s.total} steps are done; raise --steps to train on with --resume")
-    elif rank == 0:
-        s.check_and_save()  # step 0: the original backbone, the reference of the collapse guard
+    else:
+        s.gather()
+        if rank == 0:
+            s.check_and_save()  # step 0: the original backbone, the reference of the collapse guard
     return s
 
 
@@ -220,7 +268,8 @@ def run_adaptation(config: Any, dist: Distributed | None = None) -> AdaptResult 
     started = time.perf_counter()
     s = build_session(config, device, dist)
     first = s.step
-    s.run.write_adapt_yaml({"config": config.model_dump(mode="json"), "settings": s.settings})
+    if dist is None or dist.is_main:  # one writer: ranks racing on adapt.yaml.tmp lost the rename
+        s.run.write_adapt_yaml({"config": config.model_dump(mode="json"), "settings": s.settings})
     train_loop(s, dist)
     if dist is not None and not dist.is_main:
         return None
@@ -246,7 +295,7 @@ def _finish(s: Session, seconds: float, images_per_s: float) -> AdaptResult:
             "lower --lr, raise --anchor or --head-warmup"
         )
     best = load_state(s.run.checkpoint_path("best"))
-    net = s.nets.teacher.backbone
+    net = s.checked.backbone
     net.load_state_dict(best["backbone"])
     provenance = {"adapted_steps": int(best["step"]), "adapt_run": str(s.run.path), "figures": s.best.get("figures")}
     result.backbone = export_backbone(net, s.run.backbone_dir, provenance)
@@ -266,6 +315,8 @@ def adapt_images(config: Any) -> AdaptResult:
     """
     if config.out is None:
         raise ConfigError("adapt needs --out, the folder for backbone/, checkpoints/, log.csv and adapt.yaml")
+    if config.steps is not None and config.epochs is not None:
+        raise ConfigError("--steps and --epochs both given: choose one (an epoch = images / (batch size x processes))")
     from dinoscope.distributed import join_distributed, spawn
 
     if config.nproc > 1 and int(__import__("os").environ.get("WORLD_SIZE", "1")) <= 1:

@@ -126,6 +126,11 @@ def _ema(s: Session, step: int) -> float:
     from lightly.models.utils import update_momentum
 
     m = momentum_at(step, s.total)
+    if s.strategy == "fsdp":
+        from dinoscope.adapt.sharding import ema_sharded
+
+        ema_sharded(s.nets.student, s.nets.teacher, m)
+        return m
     with torch.no_grad():
         update_momentum(s.nets.student, s.nets.teacher, m)
     return m
@@ -182,6 +187,7 @@ def train_loop(s: Session, dist: Distributed | None) -> None:
             if main:
                 bar.advance(per_step)
             if s.step % s.checkpoint_every == 0 or s.step == s.total:
+                s.gather()  # FSDP: every process helps to gather the whole state on rank 0
                 stop = s.check_and_save() if main else False
                 stop = dist.broadcast_flag(stop) if dist is not None else stop
                 s.nets.train_mode()
@@ -202,12 +208,16 @@ def write_log(path: Any, history: list[dict[str, Any]]) -> None:
 
 def state_of(s: Session) -> dict[str, Any]:
     """The full training state (see :mod:`dinoscope.adapt.checkpoint`)."""
-    return {
-        "step": s.step,
+    # FSDP: the whole states gathered from the shards at this check (dinoscope.adapt.sharding)
+    nets = s.gathered or {
         "student": s.nets.student.state_dict(),
         "teacher": s.nets.teacher.state_dict(),
-        "objective": s.nets.objective.state_dict(),
         "optimizer": s.optimiser.state_dict(),
+    }
+    return {
+        "step": s.step,
+        **nets,
+        "objective": s.nets.objective.state_dict(),
         "scaler": s.scaler.state_dict(),
         "rng": capture_rng(),
         "data": {"seed": s.seed, "next_position": s.step * s.batch * s.world, "n_images": s.stream.n_images},
@@ -222,10 +232,15 @@ def restore(s: Session, state: dict[str, Any]) -> None:
     """Put a :func:`state_of` back into a freshly built session."""
     from dinoscope.adapt.monitor import Check
 
-    s.nets.student.load_state_dict(state["student"])
-    s.nets.teacher.load_state_dict(state["teacher"])
+    if s.strategy == "fsdp":
+        from dinoscope.adapt.sharding import restore_sharded
+
+        restore_sharded(s, state)
+    else:
+        s.nets.student.load_state_dict(state["student"])
+        s.nets.teacher.load_state_dict(state["teacher"])
+        s.optimiser.load_state_dict(state["optimizer"])
     s.nets.objective.load_state_dict(state["objective"])
-    s.optimiser.load_state_dict(state["optimizer"])
     s.scaler.load_state_dict(state["scaler"])
     restore_rng(state["rng"])
     s.step, s.history, s.best = int(state["step"]), list(state["history"]), dict(state["best"])

@@ -9,6 +9,9 @@
 - :func:`find_copy_groups`: near-duplicate groups by the rule and data-driven threshold of
   :func:`~dinoscope.analysis.duplicates.find_duplicates` (relative distance, Otsu or fence, mutual rank), so
   "a copy" means the same thing in ``analyze``, ``select``, ``prune`` and ``split``.
+- :func:`find_view_copy_groups`: the same rule run on each view of the rows (the plain embedding and, from
+  ``select`` and ``split``, the denoised one of :mod:`~dinoscope.embed.views`), groups merged: two rows are
+  copies when they are in any one view.
 
 Example:
     >>> x = np.eye(4, dtype=np.float32)[[0, 0, 1, 1, 2, 3]]
@@ -20,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -31,7 +35,9 @@ __all__ = [
     "compute_typicality",
     "find_copy_groups",
     "find_exact_copies",
+    "find_view_copy_groups",
     "fit_kmeans",
+    "merge_groups",
     "nearest_centroid",
     "neighbour_scale",
 ]
@@ -161,6 +167,70 @@ def find_copy_groups(
         groups[rows[join]] = groups[first[join]]
         info["n_attached"] = int(join.sum())
     return groups, info
+
+
+def find_view_copy_groups(
+    vectors: np.ndarray,
+    graph: NeighborGraph,
+    views: Sequence[np.ndarray] = (),
+    content_key: np.ndarray | None = None,
+    *,
+    seed: int = 0,
+) -> tuple[np.ndarray, dict[str, Any], list[tuple[np.ndarray, NeighborGraph, dict[str, Any]]]]:
+    """:func:`find_copy_groups` on ``vectors`` and on each extra view of the same rows (its own graph and
+    data-driven threshold), merged: rows linked in any view share a group.
+
+    Returns:
+        ((N,) merged group, -1 none; the first view's info with ``n_groups``, ``n_duplicates`` of the merge and
+        ``views``, the extra views' infos; per extra view (its vectors, graph, info), for the exact check).
+
+    Example:
+        >>> x = np.eye(4, dtype=np.float32)[[0, 0, 1, 2, 3, 3]]
+        >>> y = np.eye(4, dtype=np.float32)[[0, 1, 2, 2, 3, 3]]
+        >>> find_copy_groups(x, build_curation_graph(x, k=2))[0].tolist()
+        [0, 0, -1, -1, 1, 1]
+        >>> find_view_copy_groups(x, build_curation_graph(x, k=2), [y])[0].tolist()
+        [0, 0, 1, 1, 2, 2]
+    """
+    groups, info = find_copy_groups(vectors, graph, content_key)
+    extra = []
+    for view in views:
+        view_graph = build_curation_graph(view, seed=seed, k=graph.k)
+        view_groups, view_info = find_copy_groups(view, view_graph, content_key)
+        groups = merge_groups(groups, view_groups)
+        extra.append((view, view_graph, view_info))
+    if extra:
+        sizes = np.bincount(groups[groups >= 0]) if (groups >= 0).any() else np.zeros(0, np.int64)
+        info.update(views=[e[2] for e in extra], n_groups=len(sizes), n_duplicates=int(sizes.sum()),
+                    largest_group=int(sizes.max(initial=0)))  # fmt: skip
+    return groups, info, extra
+
+
+def merge_groups(*groupings: np.ndarray) -> np.ndarray:
+    """(N,) groups of the union of several groupings of the same rows (-1: in no group), renumbered 0..G-1.
+
+    Example:
+        >>> merge_groups(np.array([0, 0, -1, 1, 1]), np.array([-1, 0, 0, -1, -1])).tolist()
+        [0, 0, 0, 1, 1]
+    """
+    from scipy import sparse
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(groupings[0])
+    rows, cols = [], []
+    for labels in groupings:
+        members = np.flatnonzero(labels >= 0)
+        order = members[np.argsort(labels[members], kind="stable")]
+        same = labels[order][1:] == labels[order][:-1]
+        rows.append(order[1:][same])
+        cols.append(order[:-1][same])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    _, comp = connected_components(sparse.coo_matrix((np.ones(len(r)), (r, c)), shape=(n, n)), directed=False)
+    grouped = np.zeros(n, dtype=bool)
+    grouped[r] = grouped[c] = True
+    out = np.full(n, -1, dtype=np.int64)
+    out[grouped] = np.unique(comp[grouped], return_inverse=True)[1]
+    return out
 
 
 def neighbour_scale(graph: NeighborGraph, n: int, k: int = CURATION_K) -> np.ndarray:

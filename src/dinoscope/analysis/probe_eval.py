@@ -21,7 +21,9 @@ Example:
 
 from __future__ import annotations
 
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,7 @@ __all__ = [
     "TRAIN_ONLY",
     "UNUSED",
     "EvaluationFolds",
+    "available_cores",
     "logistic_probabilities",
     "select_evaluation_folds",
 ]
@@ -175,6 +178,7 @@ def logistic_probabilities(
     *,
     seed: int = 0,
     c_grid: tuple[float, ...] = C_GRID,
+    n_jobs: int | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Out-of-fold class probabilities of an L2 logistic regression whose C is chosen inside each fold.
 
@@ -186,6 +190,8 @@ def logistic_probabilities(
         n_classes: Classes C.
         seed: Seed of the inner folds and row draws.
         c_grid: The C values tried.
+        n_jobs: Folds fitted at once (threads of one BLAS thread each); None = the CPU cores available. The
+            result does not depend on it.
 
     Returns:
         ((N, C) float32 probabilities, NaN for rows not tested; info: the C chosen in each fold).
@@ -195,29 +201,56 @@ def logistic_probabilities(
         >>> info["C"]  # doctest: +SKIP
         [0.1, 0.1, 1.0, 0.1, 0.1]
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     labels = np.asarray(labels, dtype=np.int64)
     codes = _codes(groups)
     out = np.full((len(vectors), n_classes), np.nan, dtype=np.float32)
-    chosen: list[float] = []
-    for f in range(folds.n_folds):
+    todo = [f for f in range(folds.n_folds) if len(folds.train_rows(f)) and len(folds.test_rows(f))]
+
+    def fold_probabilities(f: int) -> tuple[np.ndarray, float]:
         train, test = folds.train_rows(f), folds.test_rows(f)
-        if not len(train) or not len(test):
-            continue
-        scaler = StandardScaler().fit(vectors[train])
-        xt, yt = scaler.transform(vectors[train]).astype(np.float32), labels[train]
-        c = choose_c(xt, yt, codes[train], n_classes, seed=seed + f, c_grid=c_grid)
-        chosen.append(c)
-        probs = np.zeros((len(test), n_classes), dtype=np.float32)
-        if len(np.unique(yt)) < 2:  # one class to learn: it is every prediction
-            probs[:, yt[0]] = 1.0
-        else:
-            model = _fit(LogisticRegression(C=c, max_iter=1000), xt, yt)
-            probs[:, model.classes_] = model.predict_proba(scaler.transform(vectors[test]).astype(np.float32))
-        out[test] = probs
+        return _fold_logistic(vectors, labels, codes, train, test, n_classes, seed + f, c_grid)
+
+    # The folds are independent: one thread each on one BLAS thread (the same numbers in any order).
+    workers = min(len(todo), n_jobs or available_cores()) or 1
+    with threadpool_limits(1), ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(fold_probabilities, todo))
+    for f, (probs, _) in zip(todo, results, strict=True):
+        out[folds.test_rows(f)] = probs
+    chosen = [c for _, c in results]
     return out, {"C": chosen, "c_grid": list(c_grid), "inner_folds": INNER_FOLDS, "inner_max_rows": INNER_MAX_ROWS}
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _fold_logistic(
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    codes: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    n_classes: int,
+    seed: int,
+    c_grid: tuple[float, ...],
+) -> tuple[np.ndarray, float]:
+    """(test rows' probabilities, C chosen) of one outer fold: standardise, choose C, refit."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(vectors[train])
+    xt, yt = scaler.transform(vectors[train]).astype(np.float32), labels[train]
+    c = choose_c(xt, yt, codes[train], n_classes, seed=seed, c_grid=c_grid)
+    probs = np.zeros((len(test), n_classes), dtype=np.float32)
+    if len(np.unique(yt)) < 2:  # one class to learn: it is every prediction
+        probs[:, yt[0]] = 1.0
+    else:
+        model = _fit(LogisticRegression(C=c, max_iter=1000), xt, yt)
+        probs[:, model.classes_] = model.predict_proba(scaler.transform(vectors[test]).astype(np.float32))
+    return probs, c
 
 
 def choose_c(

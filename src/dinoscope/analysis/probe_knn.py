@@ -4,13 +4,10 @@ Oquab et al., "DINOv2" (TMLR 2024), ``dinov2/eval/knn.py``: cosine similarity of
 training vector; its ``k`` most similar vote for their class with weight ``exp(sim / T)``, ``T = 0.07``; the
 class probabilities are the vote shares. ``k`` = 10, 20, 100, 200 come from one similarity pass (the top 200).
 
-Exact search: each fold's test rows against its training rows, in row blocks (a similarity product, then
-torch's top-k). The products are the cost (5 folds of 100 k x 80 k x 384-d: 6 TFLOP, about two thirds of the
-CPU time; the top-k the rest). Two schedules were measured and dropped: multiplying each pair of folds once and
-using the block both ways halves the products, but the column-wise top-k over short blocks plus the running
-merges cost more (30 k x 384-d: 20 CPU-s against 11; 100 k, session 5: 170 against 101); FAISS's exact
-``IndexFlatIP`` search (blocked BLAS + a heap per query) found the same neighbours and cost as much or more
-(``benchmarks/probe_knn.py``, 100 k: 21.8 CPU-s against 19.2 for one fold; 115 against 103 for all five).
+Exact search (:mod:`~dinoscope.analysis.probe_search`): each fold's test rows times its training rows in
+float32 blocks written into one reused buffer, then torch's top 200 of each row. Measured and dropped there:
+each pair of folds multiplied once, top-k through run maxima, FAISS's exact ``IndexFlatIP``, a bfloat16
+candidate pass.
 
 Example:
     >>> probs, info = knn_probabilities(vectors, labels, folds, n_classes=2)  # doctest: +SKIP
@@ -25,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from dinoscope.analysis.probe_eval import EvaluationFolds
+from dinoscope.analysis.probe_search import search_per_fold
 
 __all__ = ["KNN_KS", "TEMPERATURE", "knn_probabilities", "vote_shares"]
 
@@ -43,6 +41,7 @@ def knn_probabilities(
     ks: tuple[int, ...] = KNN_KS,
     temperature: float = TEMPERATURE,
     chunk: int = 2048,
+    reuse_buffer: bool = True,
 ) -> tuple[dict[int, np.ndarray], dict[str, Any]]:
     """Out-of-fold class probabilities of the DINOv2 weighted kNN, for every ``k``.
 
@@ -54,6 +53,7 @@ def knn_probabilities(
         ks: Neighbour counts; each is capped at the fold's training rows.
         temperature: ``T`` of the weights ``exp(sim / T)``.
         chunk: Rows per similarity block.
+        reuse_buffer: One product buffer for every block (False: the session-5 search; the same numbers).
 
     Returns:
         ({k: (N, C) float32 vote shares, NaN for rows not tested}, info with the effective k per fold).
@@ -69,9 +69,7 @@ def knn_probabilities(
     x = _unit(vectors)
     labels = np.asarray(labels, dtype=np.int64)
     k_max = max(ks)
-    sims = np.full((len(x), k_max), -np.inf, dtype=np.float32)
-    rows = np.full((len(x), k_max), -1, dtype=np.int64)
-    _search(x, folds, sims, rows, chunk)
+    sims, rows = search_per_fold(x, folds, k_max, chunk, reuse_buffer=reuse_buffer)
     out, effective = {}, {}
     tested = np.flatnonzero(folds.fold >= 0)
     n_train = {f: len(folds.train_rows(f)) for f in range(folds.n_folds)}
@@ -104,38 +102,8 @@ def vote_shares(sims: np.ndarray, neighbour_labels: np.ndarray, n_classes: int, 
     return np.divide(votes, total, out=np.full_like(votes, np.nan), where=total > 0).astype(np.float32)
 
 
-def _search(x: np.ndarray, folds: EvaluationFolds, sims: np.ndarray, rows: np.ndarray, chunk: int) -> None:
-    """Fill each tested row's ``k`` most similar training rows of its fold (``-inf`` / -1 past the training
-    rows)."""
-    k_max = sims.shape[1]
-    for f in range(folds.n_folds):
-        train, test = folds.train_rows(f), folds.test_rows(f)
-        if not len(train) or not len(test):
-            continue
-        xt = x[train]
-        k = min(k_max, len(train))
-        for a in range(0, len(test), chunk):
-            block = test[a : a + chunk]
-            values, idx = _top_k(x[block] @ xt.T, k)
-            sims[block, :k], rows[block, :k] = values, train[idx]
-
-
 def _unit(vectors: np.ndarray) -> np.ndarray:
     x = np.array(vectors, dtype=np.float32, copy=True)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     x /= np.where(norms > 0, norms, 1.0)
     return x
-
-
-def _top_k(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(values, indices) of each row's ``k`` largest entries, largest first (torch's top-k when installed:
-    4x faster than ``np.argpartition`` on 80 k columns)."""
-    try:
-        import torch
-    except ImportError:
-        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        vals = np.take_along_axis(sims, part, axis=1)
-        order = np.argsort(-vals, axis=1, kind="stable")
-        return np.take_along_axis(vals, order, axis=1), np.take_along_axis(part, order, axis=1)
-    vals, idx = torch.topk(torch.from_numpy(np.ascontiguousarray(sims)), k, dim=1, largest=True, sorted=True)
-    return vals.numpy(), idx.numpy()

@@ -21,9 +21,12 @@ Example:
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+
+from dinoscope.analysis.probe_eval import available_cores
 
 __all__ = ["HEADLINE", "auroc", "compute_probe_metrics"]
 
@@ -42,6 +45,7 @@ def compute_probe_metrics(
     *,
     n_boot: int = 1000,
     seed: int = 0,
+    n_jobs: int | None = None,
 ) -> dict[str, Any]:
     """Metrics of the rows that have a label and a prediction, with group-bootstrap intervals.
 
@@ -52,6 +56,8 @@ def compute_probe_metrics(
         class_names: C class names.
         n_boot: Bootstrap resamples (0: no intervals).
         seed: Seed of the resampling.
+        n_jobs: Threads evaluating the resamples (None: up to two, as the cores allow); the result does not
+            depend on it.
 
     Returns:
         ``{"n", "n_groups", "accuracy", "balanced_accuracy", "macro_f1", "auroc"`` (each ``{"value", "low",
@@ -76,7 +82,7 @@ def compute_probe_metrics(
     point = {name: float(v[0]) for name, v in _count_metrics(ones, stats).items()}
     point["auroc"] = float(auroc(y, p, g, ones)[0])
     out: dict[str, Any] = {"n": len(y), "n_groups": int(ones.shape[1]), "n_boot": int(n_boot)}
-    low, high = _bootstrap(y, p, g, stats, n_boot, seed) if n_boot and len(y) else ({}, {})
+    low, high = _bootstrap(y, p, g, stats, n_boot, seed, n_jobs) if n_boot and len(y) else ({}, {})
     for name in HEADLINE:
         out[name] = {"value": _round(point[name]), "low": _round(low.get(name)), "high": _round(high.get(name))}
     tp, true_n, pred_n = (np.asarray(s.sum(axis=0), dtype=np.float64) for s in stats)
@@ -189,19 +195,34 @@ def _auroc_weighted(tables: Any, weights: np.ndarray) -> np.ndarray:
 
 
 def _bootstrap(
-    y: np.ndarray, p: np.ndarray, g: np.ndarray, stats: tuple[np.ndarray, ...], n_boot: int, seed: int
+    y: np.ndarray,
+    p: np.ndarray,
+    g: np.ndarray,
+    stats: tuple[np.ndarray, ...],
+    n_boot: int,
+    seed: int,
+    n_jobs: int | None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """2.5th / 97.5th percentiles of every headline metric over ``n_boot`` group resamples."""
     rng = np.random.default_rng(seed)
     n_groups = int(g.max()) + 1
     tables = _auroc_tables(y, p, g, n_groups, AUROC_BINS)
-    draws: dict[str, list[np.ndarray]] = {name: [] for name in HEADLINE}
-    for start in range(0, n_boot, _CHUNK):
-        b = min(_CHUNK, n_boot - start)
-        weights = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=b).astype(np.float64)
-        for name, v in _count_metrics(weights, stats).items():
-            draws[name].append(v)
-        draws["auroc"].append(_auroc_weighted(tables, weights))
+    sizes = [min(_CHUNK, n_boot - start) for start in range(0, n_boot, _CHUNK)]
+
+    def evaluate(w: np.ndarray) -> dict[str, np.ndarray]:
+        w = w.astype(np.float64)
+        return _count_metrics(w, stats) | {"auroc": _auroc_weighted(tables, w)}
+
+    # Weights drawn in order, a wave of chunks evaluated at once (threads): the same draws as one by one.
+    chunks: list[dict[str, np.ndarray]] = []
+    workers = max(1, n_jobs or min(2, available_cores()))
+    with ThreadPoolExecutor(workers) as pool:
+        for wave in range(0, len(sizes), workers):
+            draw = [
+                rng.multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=b) for b in sizes[wave : wave + workers]
+            ]
+            chunks += pool.map(evaluate, draw)
+    draws = {name: [chunk[name] for chunk in chunks] for name in HEADLINE}
     low, high = {}, {}
     for name, parts in draws.items():
         values = np.concatenate(parts)

@@ -20,6 +20,8 @@ Never near-duplicates: a pool row in the same copy group (:func:`~.curation.find
 row is never chosen, and once a row is chosen the rest of its group is out. Because an approximate (HNSW) graph
 can miss a copy's partner, the chosen rows are then checked exactly against each other and against every
 labelled row with the same rule (:func:`~.curation.find_exact_copies`); a copy found is dropped and replaced.
+Extra ``views`` of the rows (the denoised embedding of :mod:`~dinoscope.embed.views`, given by ``dinoscope
+select``) widen "copy" to a copy in any view, in the groups and in the exact check alike.
 When too few rows remain, fewer than ``budget`` are returned (``info["n_short"]``).
 
 Example:
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -45,8 +48,8 @@ from dinoscope.analysis.base import NeighborGraph
 from dinoscope.analysis.curation import (
     build_curation_graph,
     compute_typicality,
-    find_copy_groups,
     find_exact_copies,
+    find_view_copy_groups,
     fit_kmeans,
     neighbour_scale,
 )
@@ -98,6 +101,7 @@ def select_to_label(
     loss: np.ndarray | None = None,
     n_purity: int = 10,
     graph: NeighborGraph | None = None,
+    views: Sequence[np.ndarray] = (),
     seed: int = 0,
 ) -> Selection:
     """Choose ``budget`` pool rows (``~is_labelled``) to label next.
@@ -110,6 +114,7 @@ def select_to_label(
         loss: (N,) per-row loss of the labelled rows (NaN unknown); required by ``loss``.
         n_purity: k-means regions of ProbCover's purity test (the number of classes is the paper's choice).
         graph: The kNN graph of ``vectors`` (built when None).
+        views: Other (N, D') unit-vector views of the same rows whose copies count as copies too.
         seed: Seed of k-means and the graph.
 
     Returns:
@@ -122,7 +127,7 @@ def select_to_label(
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     graph = build_curation_graph(vectors, seed=seed) if graph is None else graph
-    groups, dup_info = find_copy_groups(vectors, graph)
+    groups, dup_info, extra = find_view_copy_groups(vectors, graph, views, seed=seed)
     blocked = labelled | np.isin(groups, groups[labelled & (groups >= 0)]) & (groups >= 0)
     n_regions = int(min(int(labelled.sum()) + budget, MAX_REGIONS, n))
     region, _ = fit_kmeans(vectors, n_regions, seed=seed)
@@ -146,11 +151,14 @@ def select_to_label(
         return _loss_weighted(vectors, region, labelled, np.asarray(loss, float), typicality, k, picker, seed, info)
 
     rows, score = pick(budget)
-    scale = neighbour_scale(graph, n)
-    threshold = float(dup_info.get("threshold", 0.0))
+    checks = [(vectors, neighbour_scale(graph, n), float(dup_info.get("threshold", 0.0)))]
+    checks += [(v, neighbour_scale(g, n), float(i.get("threshold", 0.0))) for v, g, i in extra]
     n_dropped = 0
     for _ in range(_CHECK_ROUNDS):  # the approximate graph can miss a copy: check the chosen rows exactly
-        bad = find_exact_copies(vectors, np.asarray(rows, np.int64), np.flatnonzero(labelled), scale, threshold)
+        chosen, others = np.asarray(rows, np.int64), np.flatnonzero(labelled)
+        bad = np.zeros(len(chosen), dtype=bool)
+        for view, scale, threshold in checks:
+            bad |= find_exact_copies(view, chosen, others, scale, threshold)
         if not bad.any():
             break
         n_dropped += int(bad.sum())

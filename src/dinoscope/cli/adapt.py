@@ -26,6 +26,8 @@ def _adapt(call: Invocation) -> None:
     )
     if result.backbone is not None:
         out_console.print(f"[bold]backbone: {result.backbone}[/bold]")
+    if result.comparison is not None:
+        out_console.print(f"[bold]before/after: {result.comparison}[/bold]")
 
 
 def command() -> Callable[..., None]:

@@ -21,11 +21,14 @@ from dinoscope.embed.spec import CropSpec, ModelSpec
 from dinoscope.geometry import compute_crop_windows, crop_and_pad
 from dinoscope.table import ObjectTable
 
-__all__ = ["crops_for_table", "cut_crops", "resize_square"]
+__all__ = ["crops_for_table", "cut_crops", "median3", "resize_square"]
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 #: The DINOv2 / ImageNet evaluation resize ratio (shorter side 256 for a 224 crop).
 _CENTER_RATIO = 256 / 224
+#: Compare-exchanges of a 9-input median network: after them, input 4 holds the median.
+_MEDIAN9 = ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3), (5, 8), (4, 7), (3, 6),
+            (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2))  # fmt: skip
 
 
 def cut_crops(
@@ -59,6 +62,8 @@ def cut_crops(
     out = np.empty((len(boxes), size, size, 3), dtype=np.uint8)
     if not len(boxes):
         return out
+    if crop.denoise:
+        image = median3(image)
     fill = tuple(round(m * 255) for m in mean) if crop.fill == "mean" else crop.fill
     square = crop.policy == "pad"
     windows = compute_crop_windows(
@@ -71,6 +76,25 @@ def cut_crops(
         else:
             out[i] = resize_square(patch, size, interpolation)
     return out
+
+
+def median3(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 through a 3x3 median filter per channel (removes salt-and-pepper noise), edges
+    replicated: equal to PIL's ``ImageFilter.MedianFilter(3)``, ~10x faster (a 19-exchange sorting network over
+    the 9 shifted images, Devillard's ``opt_med9``; 12 ms for 416 x 416 on a loaded core, PIL 138 ms).
+
+    Example:
+        >>> img = np.zeros((5, 5, 3), np.uint8)
+        >>> img[2, 2] = 255
+        >>> int(median3(img).max())
+        0
+    """
+    padded = np.pad(image, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    h, w = image.shape[:2]
+    v = [padded[i : i + h, j : j + w] for i in range(3) for j in range(3)]
+    for a, b in _MEDIAN9:
+        v[a], v[b] = np.minimum(v[a], v[b]), np.maximum(v[a], v[b])
+    return v[4]
 
 
 def resize_square(patch: np.ndarray, size: int, interpolation: str = "bicubic") -> np.ndarray:

@@ -2,20 +2,32 @@
 
 The object table is cut into shards of whole source files (stable over a run: a resumed run finds the same
 shards). Ray Data runs the pipeline (Moritz et al., "Ray: A Distributed Framework for Emerging AI
-Applications", OSDI 2018): each shard is decoded and cropped by a CPU task with the local engine's own code
-(:class:`~dinoscope.embed.loader` — the same crops, so the same vectors), the crops stream to an actor pool that
-holds the model (one actor per GPU, or N CPU actors), and the vectors come back to the driver, which writes
-each finished shard as a file beside the store (``RUN/embeddings/<store>.shards/``), then into the store, the
-content cache and the done flags, aligned by table row (so by ``object_id``). On ``--resume`` rows already done
-are skipped, shard files not yet in the store are assembled first, and finished shards are not sent again.
+Applications", OSDI 2018) in one of two layouts (:func:`~dinoscope.embed.ray_layout.plan_layout`):
 
-dinoscope does the sharding, the resume bookkeeping and the store; Ray does the scheduling, the transfers
-(its object store) and the actor pool. ``ray`` is an optional extra (``pip install "dinoscope[ray]"``),
-imported only here. On a cluster, every node needs dinoscope, the model and the dataset at the same path.
+- ``split`` (a cluster with GPUs): each shard is decoded and cropped by a CPU task with the local engine's own
+  code (:mod:`~dinoscope.embed.loader` — the same crops, so the same vectors); the crops (uint8) stream through
+  Ray's object store to an actor pool that holds the model, one actor per GPU. Decoding runs on every node's
+  CPUs, the GPUs only run the model.
+- ``fused`` (CPU only): each CPU actor holds the model and decodes, crops and embeds whole pieces of shards
+  (a few source files) in-process, the local engine's ``replicas`` split with Ray as the scheduler: no pixels
+  cross the object store, no decoding task competes with the actors for the cores, and each actor runs torch
+  on the cores Ray gives it (default: one actor per CPU of the cluster).
+
+In both, the vectors come back to the driver, which writes each finished shard as a file beside the store
+(``RUN/embeddings/<store>.shards/``), then into the store, the content cache and the done flags, aligned by
+table row (so by ``object_id``). On ``--resume`` rows already done are skipped, shard files not yet in the
+store are assembled first, and finished shards are not sent again.
+
+dinoscope does the sharding, the layout, the resume bookkeeping and the store; Ray does the scheduling, the
+transfers (its object store) and the actor pool. ``ray`` is an optional extra (``pip install
+"dinoscope[ray]"``), imported only here. On a cluster, every node needs dinoscope, the model and the dataset at
+the same path.
 
 Example:
     >>> shards = run.store_shards_dir(name)  # doctest: +SKIP
     >>> stats = embed_table_ray(table, recipe, store, CropSpec(), spec=spec, shard_dir=shards)  # doctest: +SKIP
+    >>> stats.split  # doctest: +SKIP
+    'fused: 2 actors x 1 CPU, 1 thread each (decode + crop + forward in each actor)'
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ import numpy as np
 
 from dinoscope._deps import require
 from dinoscope.embed.engine import EmbedStats, take_cached
+from dinoscope.embed.ray_layout import DECODE_CPUS, Layout, pieces, plan_layout
 from dinoscope.embed.spec import CropSpec, ModelSpec
 
 if TYPE_CHECKING:
@@ -37,7 +50,15 @@ if TYPE_CHECKING:
     from dinoscope.embed.store import EmbeddingStore
     from dinoscope.table import ObjectTable
 
-__all__ = ["LOCAL_CPUS", "SHARD_OBJECTS", "ModelRecipe", "connect", "embed_table_ray", "shard_rows"]
+__all__ = [
+    "LOCAL_CPUS",
+    "PIECE_OBJECTS",
+    "SHARD_OBJECTS",
+    "ModelRecipe",
+    "connect",
+    "embed_table_ray",
+    "shard_rows",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +66,12 @@ logger = logging.getLogger(__name__)
 SHARD_OBJECTS = 512
 #: CPUs of the local Ray started when no address is given.
 LOCAL_CPUS = 2
-#: CPUs a decoding task asks Ray for (decoding one shard is light; several share a core).
-DECODE_CPUS = 0.25
+#: Objects per work item of a fused actor (whole source files; a shard is sent as several pieces so that the
+#: actors stay busy to the end: at ~25 crops/s per core a piece is a few seconds of work).
+PIECE_OBJECTS = 64
+#: Force a layout (``split`` or ``fused``; None: :func:`~dinoscope.embed.ray_layout.plan_layout` chooses).
+#: For benchmarks and tests.
+LAYOUT: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +108,7 @@ def connect(address: str | None = None, num_cpus: int = LOCAL_CPUS) -> Any:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
             ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # no INFO line per dataset on the console
     return ray
 
 
@@ -130,7 +156,8 @@ def embed_table_ray(
         shard_dir: Folder of the finished shard files.
         cache: Content cache, or None.
         batch_size: Crops per forward pass (default 32).
-        workers: Inference actors (default: one per GPU of the cluster, else one CPU actor).
+        workers: Model actors (default: one per GPU of the cluster, else one per CPU;
+            :func:`~dinoscope.embed.ray_layout.plan_layout`).
         address: Ray address (``auto``, ``ray://HOST:PORT``); None starts a local Ray.
         shard_objects: Objects per shard (default :data:`SHARD_OBJECTS`).
 
@@ -151,7 +178,11 @@ def embed_table_ray(
     shards = [(k, rows[pending[rows]]) for k, rows in enumerate(shard_rows(table, shard_objects or SHARD_OBJECTS))]
     shards = [(k, rows) for k, rows in shards if len(rows) and not (shard_dir / f"{k:06d}.npz").is_file()]
     ray = connect(address)
-    dataset = _pipeline(ray, table, shards, recipe, spec, crop, stats.batch_size, workers)
+    resources = ray.cluster_resources()
+    layout = plan_layout(resources.get("CPU", 1), resources.get("GPU", 0), recipe.device, workers, LAYOUT)
+    stats.split = layout.describe()
+    logger.info("ray layout: %s", stats.split)
+    dataset = _pipeline(ray, table, shards, recipe, spec, crop, stats.batch_size, layout)
     remaining = {k: len(rows) for k, rows in shards}
     parts: dict[int, list[dict[str, np.ndarray]]] = {k: [] for k, _ in shards}
     sources = table.data["source"].to_numpy().astype(str)
@@ -178,52 +209,46 @@ def _pipeline(
     spec: ModelSpec,
     crop: CropSpec,
     batch_size: int,
-    workers: int | None,
+    layout: Layout,
 ) -> Any:
-    """The Ray Data pipeline: shards -> decode + crop tasks -> inference actor pool -> (row, vector, error)."""
-    from dinoscope.embed.ray_tasks import Embedder, decode_shard
+    """The Ray Data pipeline of ``layout``: shards -> (row, shard, vector, error) batches."""
+    from dinoscope.embed.ray_tasks import Embedder, ShardEmbedder, decode_shard
 
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    n_actors = workers or max(1, gpus)
     d = table.data
+    sources, frames = d["source"].to_numpy().astype(str), d["frame"].to_numpy()
+    boxes = d[["x1", "y1", "x2", "y2"]].to_numpy(np.float64)
+    work = shards if layout.name == "split" else pieces(shards, sources, PIECE_OBJECTS)
     items = [
-        {
-            "shard": k,
-            "row": rows,
-            "source": d["source"].to_numpy().astype(str)[rows],
-            "frame": d["frame"].to_numpy()[rows],
-            "box": d[["x1", "y1", "x2", "y2"]].to_numpy(np.float64)[rows],
-        }
-        for k, rows in shards
+        {"shard": k, "row": rows, "source": sources[rows], "frame": frames[rows], "box": boxes[rows]}
+        for k, rows in work
     ]
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.execution_options.preserve_order = False
-    use_gpu = (gpus > 0 and recipe.device == "auto") or recipe.device.startswith("cuda")
-    actor_cpus = 1.0 if use_gpu else _cpus_per_actor(ray, n_actors)
-    # different CPU requests keep Ray from fusing the decoding into the actors: decoding stays in CPU tasks
-    decode_cpus = DECODE_CPUS if actor_cpus != DECODE_CPUS else DECODE_CPUS / 2
     dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-    dataset = dataset.map_batches(
-        decode_shard,
-        batch_size=1,
-        fn_kwargs={"root": str(table.root or "."), "spec": spec, "crop": crop, "batch_size": batch_size},
-        num_cpus=decode_cpus,
-    )
+    tasks = {"root": str(table.root or "."), "spec": spec, "crop": crop, "batch_size": batch_size}
+    if layout.name == "fused":
+        # one piece at a time per actor: no actor idles at the end while another still holds a queue (a round
+        # trip between pieces costs milliseconds against the seconds of a piece)
+        pool = ray.data.ActorPoolStrategy(size=min(layout.actors, len(items)), max_tasks_in_flight_per_actor=1)
+        return dataset.map_batches(
+            ShardEmbedder,
+            batch_size=1,
+            fn_constructor_kwargs={"recipe": recipe, "threads": layout.threads, **tasks},
+            compute=pool,
+            num_cpus=layout.actor_cpus,
+        )
+    # different CPU requests keep Ray from fusing the decoding into the actors: decoding stays in CPU tasks
+    decode_cpus = DECODE_CPUS if layout.actor_cpus != DECODE_CPUS else DECODE_CPUS / 2
+    dataset = dataset.map_batches(decode_shard, batch_size=1, fn_kwargs=tasks, num_cpus=decode_cpus)
     return dataset.map_batches(
         Embedder,
-        fn_constructor_kwargs={"recipe": recipe, "threads": max(1, round(actor_cpus))},
+        fn_constructor_kwargs={"recipe": recipe, "threads": layout.threads},
         batch_size=batch_size,
-        compute=ray.data.ActorPoolStrategy(size=n_actors),
-        num_gpus=1 if use_gpu else 0,
-        num_cpus=actor_cpus,
+        compute=ray.data.ActorPoolStrategy(size=layout.actors),
+        num_gpus=1 if layout.gpu else 0,
+        num_cpus=layout.actor_cpus,
     )
-
-
-def _cpus_per_actor(ray: Any, n_actors: int) -> float:
-    """CPUs of each CPU actor: the cluster's CPUs left after one decoding core, shared by the actors."""
-    cpus = float(ray.cluster_resources().get("CPU", 1))
-    return max(DECODE_CPUS, (cpus - 1) / max(1, n_actors))
 
 
 def _finish_shard(

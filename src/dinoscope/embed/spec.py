@@ -94,12 +94,17 @@ class CropSpec:
         context_frac: Extra margin around the box, as a fraction of its size on each side.
         fill: Padding outside the image: ``mean`` (the model's mean colour), ``edge`` or ``reflect``.
         min_size_px: Smallest crop window side, so tiny boxes get some context.
+        denoise: A 3x3 median filter over the decoded image before cutting: removes salt-and-pepper noise,
+            the augmentation that moves a copy furthest (the copy view of curation,
+            :mod:`~dinoscope.embed.views`). Left out of :meth:`to_dict` when False, so keys of plain crops
+            do not change.
     """
 
     policy: Literal["pad", "squash", "center"] = "pad"
     context_frac: float = 0.0
     fill: Literal["mean", "edge", "reflect"] = "mean"
     min_size_px: float = 8.0
+    denoise: bool = False
 
     def __post_init__(self) -> None:
         if self.policy not in ("pad", "squash", "center"):
@@ -108,8 +113,11 @@ class CropSpec:
             raise ValueError(f"context_frac must be in [0, 2]; got {self.context_frac}")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields."""
-        return asdict(self)
+        """JSON-ready fields (``denoise`` only when set)."""
+        d = asdict(self)
+        if not self.denoise:
+            d.pop("denoise")
+        return d
 
     def key(self) -> str:
         """Hash of the crop settings."""

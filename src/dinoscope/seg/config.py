@@ -24,6 +24,7 @@ from dinoscope.options import (
     SeedOptions,
     SourceOptions,
     SplitRatioOptions,
+    TrainingLengthOptions,
     WorkersOptions,
 )
 
@@ -80,12 +81,8 @@ class SegModelDirOptions(StrictModel):
     model_dir: Path = Field(description="Folder written by `dinoscope seg train --out`.")
 
 
-class SegTrainOptions(StrictModel):
-    """How long ``seg train`` trains."""
-
-    epochs: int | None = Field(
-        None, ge=1, description="Passes over the training images (default: 30 on GPU, 6 on CPU)."
-    )
+class SegTrainOptions(TrainingLengthOptions):
+    """How long ``seg train`` trains (``epochs``: the shared training-length group)."""
 
 
 class SegInferOptions(StrictModel):

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from dinoscope.errors import DinoscopeError
+from dinoscope.options import EmbeddingOptions
 from dinoscope.run import Run
 from dinoscope.table import ObjectTable
 
-__all__ = ["export_dataset", "image_index", "load_vectors", "object_column"]
+if TYPE_CHECKING:
+    from dinoscope.embed.stage import EmbeddingModel
+
+__all__ = ["denoised_view", "export_dataset", "image_index", "load_vectors", "object_column"]
 
 
 def load_vectors(store_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -26,6 +31,18 @@ def load_vectors(store_path: Path) -> tuple[np.ndarray, np.ndarray]:
     vectors = np.ascontiguousarray(store.vectors[valid], dtype=np.float32)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     return vectors, valid
+
+
+def denoised_view(table: ObjectTable, config: EmbeddingOptions, model: EmbeddingModel | None = None) -> np.ndarray:
+    """(N, D) unit vectors of the table's objects through a 3x3 median filter (:mod:`~dinoscope.embed.views`),
+    with the config's model and crops, through the content cache; zeros for unreadable images."""
+    from dinoscope.embed.stage import cache_root_of, crop_spec, embedding_model
+    from dinoscope.embed.views import embed_denoised
+
+    model = model or embedding_model(config, config, config, config)[0]
+    vectors, _ = embed_denoised(table, model, crop_spec(config), cache_root=cache_root_of(config),
+                                batch_size=config.batch_size, workers=config.workers)  # fmt: skip
+    return vectors
 
 
 def object_column(run: Run, table: ObjectTable, column: str, findings: str) -> np.ndarray | None:

@@ -2,7 +2,8 @@
 
 The config composes the shared option groups (the images: any source dinoscope reads, with classes, splits
 and video sampling; the model; the runtime; the seed; the output and resume) with adaptation's own groups
-(:mod:`dinoscope.adapt.config`). The run itself is :func:`dinoscope.adapt.session.adapt_images`.
+(:mod:`dinoscope.adapt.config`). The run itself is :func:`dinoscope.adapt.session.adapt_images`; the
+before/after page that ends it, :func:`dinoscope.workflows.adapt_compare.compare_backbones`.
 
 Example:
     >>> result = adapt(dataset="data/pcb/images", model="efficientnet-lite0", out="runs/pcb-adapt",
@@ -62,7 +63,13 @@ def adapt(**kwargs: Any) -> Any:
 
 
 def adapt_from_config(config: AdaptConfig) -> Any:
-    """Run ``adapt`` from a validated config."""
-    from dinoscope.adapt.session import adapt_images
+    """Run ``adapt`` from a validated config, then (in the main process) the before/after comparison."""
+    import os
 
-    return adapt_images(config)
+    from dinoscope.adapt.session import adapt_images
+    from dinoscope.workflows.adapt_compare import compare_backbones
+
+    result = adapt_images(config)
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: rank 0 alone compares, after the job
+        result.comparison = compare_backbones(config, result)
+    return result

@@ -3,8 +3,10 @@
 Stages over one new :class:`~dinoscope.run.Run` (``out``): the labelled run's images and the pool's images
 become whole-image objects (split ``labeled`` / ``pool``; sources stored as absolute paths, so two roots share
 one table), embedded with the labelled run's model through the content cache (a whole-image labelled run costs
-nothing), then :func:`~dinoscope.analysis.selection.select_to_label` (typicality, coverage or loss-weighted;
-never a copy of a labelled image or of another chosen one). Per-image losses come from the labelled run's
+nothing), and with ``denoise_copies`` (default) once more through a 3x3 median filter
+(:mod:`~dinoscope.embed.views`: a copy in either view is a copy), then
+:func:`~dinoscope.analysis.selection.select_to_label` (typicality, coverage or loss-weighted; never a copy of a
+labelled image or of another chosen one). Per-image losses come from the labelled run's
 ``eval/images.parquet`` (``dinoscope errors``). Outputs: ``selected.csv`` (object_id, source, strategy, score),
 ``selected.txt`` (one absolute path per line), ``images/`` (links or copies) and ``report/select.html`` (the
 chosen set on the map).
@@ -24,6 +26,7 @@ from dinoscope.config import build_config
 from dinoscope.errors import ConfigError, DinoscopeError
 from dinoscope.options import (
     BudgetOptions,
+    CopyViewOptions,
     DatasetOptions,
     EmbeddingOptions,
     FrameOptions,
@@ -37,7 +40,7 @@ from dinoscope.options import (
 from dinoscope.progress import Clock
 from dinoscope.run import Run
 from dinoscope.table import ObjectTable
-from dinoscope.workflows._curation import load_vectors
+from dinoscope.workflows._curation import denoised_view, load_vectors
 from dinoscope.workflows._stages import default_out, embedding_into_run, record
 
 __all__ = ["SelectConfig", "SelectResult", "select", "select_from_config"]
@@ -50,7 +53,14 @@ UMAP_MIN = 200
 
 
 class SelectConfig(
-    SourceOptions, LabeledOptions, BudgetOptions, ImageCopyOptions, EmbeddingOptions, SeedOptions, OutputOptions
+    SourceOptions,
+    LabeledOptions,
+    BudgetOptions,
+    ImageCopyOptions,
+    CopyViewOptions,
+    EmbeddingOptions,
+    SeedOptions,
+    OutputOptions,
 ):
     """Settings of ``dinoscope select POOL`` (``source``: the pool, a folder of images or a dataset; ``model``
     auto = the labelled run's model; ``out`` default ``runs/<pool name>-select``)."""
@@ -88,6 +98,7 @@ def select(**kwargs: Any) -> SelectResult:
 def select_from_config(config: SelectConfig) -> SelectResult:
     """Run ``dinoscope select`` as described by a validated config (see :func:`select`)."""
     from dinoscope.analysis.selection import select_to_label
+    from dinoscope.embed.stage import embedding_model
 
     timings: dict[str, float] = {}
     clock = Clock(timings)
@@ -100,15 +111,23 @@ def select_from_config(config: SelectConfig) -> SelectResult:
         is_labelled = (table.data["split"] == "labeled").to_numpy()
         loss = _image_loss(labelled_run, table) if config.strategy == "loss" else None
     run.write_objects(table)
+    embedding = _with_model(config, labelled_run)
+    model, note = embedding_model(embedding, embedding, embedding, embedding)  # one model for both views
+    if note:
+        logger.info("embedding model: %s", note)
     with clock("embed"):
-        embedded = embedding_into_run(run, table, _with_model(config, labelled_run), resume=False, overwrite=True)
+        embedded = embedding_into_run(run, table, embedding, resume=False, overwrite=True, model=model)
         vectors, valid = load_vectors(embedded.store_path)
+    views = []
+    if config.denoise_copies:
+        with clock("embed_denoised"):
+            views = [denoised_view(table, embedding, model)[valid]]
     n_classes = len(labelled_run.read_objects().class_names)
     with clock("select"):
         try:
             sel = select_to_label(vectors, is_labelled[valid], config.budget, config.strategy,
                                   loss=None if loss is None else loss[valid], n_purity=max(2, n_classes),
-                                  seed=config.seed)  # fmt: skip
+                                  views=views, seed=config.seed)  # fmt: skip
         except ValueError as exc:
             raise ConfigError(f"{config.labeled}: {exc}") from None
     rows = np.flatnonzero(valid)[sel.rows]

@@ -2,7 +2,9 @@
 
 Stages over one new :class:`~dinoscope.run.Run` (``out``): read the dataset; embed its images whole (content
 cache); near-duplicate groups (:func:`~dinoscope.analysis.curation.find_copy_groups`, exact copies by content
-hash too); units = images joined by the ``by`` key and by copies (:func:`~dinoscope.analysis.resplit.find_units`);
+hash too), with ``denoise_copies`` (default) in the denoised view too (:mod:`~dinoscope.embed.views`,
+:func:`~dinoscope.analysis.curation.find_view_copy_groups`: a copy in either view is a copy); units = images
+joined by the ``by`` key and by copies (:func:`~dinoscope.analysis.resplit.find_units`);
 stratified assignment by ``val_ratio`` / ``test_ratio`` (:func:`~dinoscope.analysis.resplit.assign_splits`);
 then the leakage analysis (:func:`~dinoscope.analysis.leakage.find_leakage`) over the duplicate groups of the
 new split confirms that no copy crosses splits (``leakage`` in run.yaml and the result). Outputs:
@@ -24,6 +26,7 @@ import pandas as pd
 from dinoscope.config import build_config
 from dinoscope.errors import ConfigError
 from dinoscope.options import (
+    CopyViewOptions,
     DatasetExportOptions,
     DatasetOptions,
     EmbeddingOptions,
@@ -35,7 +38,7 @@ from dinoscope.options import (
 from dinoscope.progress import Clock
 from dinoscope.run import Run
 from dinoscope.table import ObjectTable
-from dinoscope.workflows._curation import export_dataset, load_vectors
+from dinoscope.workflows._curation import denoised_view, export_dataset, load_vectors
 from dinoscope.workflows._stages import default_out, embedding_into_run, record
 
 __all__ = ["SplitConfig", "SplitResult", "split_dataset", "split_dataset_from_config"]
@@ -49,6 +52,7 @@ class SplitConfig(
     SplitByOptions,
     SplitRatioOptions,
     DatasetExportOptions,
+    CopyViewOptions,
     EmbeddingOptions,
     SeedOptions,
     OutputOptions,
@@ -89,9 +93,10 @@ def split_dataset(**kwargs: Any) -> SplitResult:
 
 def split_dataset_from_config(config: SplitConfig) -> SplitResult:
     """Run ``dinoscope split`` as described by a validated config (see :func:`split_dataset`)."""
-    from dinoscope.analysis.curation import build_curation_graph, find_copy_groups
+    from dinoscope.analysis.curation import build_curation_graph, find_view_copy_groups
     from dinoscope.analysis.leakage import find_leakage
     from dinoscope.analysis.resplit import assign_splits, find_units
+    from dinoscope.embed.stage import embedding_model
     from dinoscope.io.dataset import read_dataset
 
     if config.val_ratio + config.test_ratio >= 1.0:
@@ -105,14 +110,21 @@ def split_dataset_from_config(config: SplitConfig) -> SplitResult:
         table = read_dataset(config.dataset, config.format, **({"task": config.task} if config.task != "auto" else {}))
         whole = table.whole_images()
     run.write_objects(whole)
+    model, note = embedding_model(config, config, config, config)  # one model for both views
+    if note:
+        logger.info("embedding model: %s", note)
     with clock("embed"):
-        embedded = embedding_into_run(run, whole, config, resume=False, overwrite=True)
+        embedded = embedding_into_run(run, whole, config, resume=False, overwrite=True, model=model)
         vectors, valid = load_vectors(embedded.store_path)
+    views = []
+    if config.denoise_copies:
+        with clock("embed_denoised"):
+            views = [denoised_view(whole, config, model)[valid]]
     with clock("units"):
         copy_group = np.full(len(whole), -1, dtype=np.int64)
         graph = build_curation_graph(vectors, seed=config.seed)
         keys = whole.data["content_hash"].fillna("").to_numpy()[valid]
-        copy_group[valid], dup_info = find_copy_groups(vectors, graph, keys)
+        copy_group[valid], dup_info, _ = find_view_copy_groups(vectors, graph, views, keys, seed=config.seed)
         unit = find_units(len(whole), _keys(table, whole, config.by), copy_group)
     with clock("assign"):
         ratios = {"train": 1.0 - config.val_ratio - config.test_ratio, "val": config.val_ratio}

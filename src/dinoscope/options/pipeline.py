@@ -1,18 +1,11 @@
-"""Option groups: every setting of every command, declared once.
+"""Option groups of the pipeline: dataset, objects, model, crops, runtime, cache, analyses, outputs.
 
-A command's config is composed from these groups by inheritance (``class EmbedConfig(DatasetOptions,
-ModelOptions, CropOptions, RuntimeOptions, CacheOptions, OutputOptions)``), so a setting has one name, one
-type, one default and one help text everywhere: the Python API, the ``--config`` YAML file and the CLI, whose
-options are generated from these fields (:mod:`dinoscope.cli._options`). Stages take the groups they need.
-
-Field metadata used by the CLI: ``description`` is the option's help; ``json_schema_extra={"short": "-m"}``
-adds a short flag.
+Re-exported by :mod:`dinoscope.options`; see there how commands compose them.
 
 Example:
-    >>> from dinoscope.config import build_config
-    >>> class Settings(ModelOptions, CropOptions): ...
-    >>> build_config(Settings, model="efficientnet-lite0", crop="squash").crop
-    'squash'
+    >>> from dinoscope.options import ModelOptions
+    >>> ModelOptions().model
+    'auto'
 """
 
 from __future__ import annotations
@@ -26,21 +19,15 @@ from dinoscope.config import StrictModel
 
 __all__ = [
     "AnalysisOptions",
-    "BudgetOptions",
     "CacheOptions",
     "ClassesOptions",
     "CropOptions",
-    "DatasetExportOptions",
     "DatasetOptions",
     "DeviceOptions",
     "EmbeddingOptions",
-    "EngineOptions",
-    "ExportTargetOptions",
     "FrameOptions",
-    "ImageCopyOptions",
-    "KeepOptions",
-    "LabeledOptions",
     "ModelOptions",
+    "NeighboursOptions",
     "ObjectsOptions",
     "OutputOptions",
     "OverwriteOptions",
@@ -53,8 +40,6 @@ __all__ = [
     "SeedOptions",
     "SelectOptions",
     "SourceOptions",
-    "SplitByOptions",
-    "SplitRatioOptions",
     "SplitsOptions",
     "StrideOptions",
     "WorkersOptions",
@@ -295,93 +280,3 @@ class ObjectsOptions(DatasetOptions, SelectOptions, FrameOptions, SamplingOption
 
 class EmbeddingOptions(ModelOptions, PoolingOptions, CropOptions, RuntimeOptions, WorkersOptions, CacheOptions):
     """Everything that turns objects into vectors: the model, its crops, where it runs, the cache."""
-
-
-# --- search and export (session 5) --------------------------------------------------------------------------
-class SearchQueryOptions(StrictModel):
-    """What ``dinoscope search`` looks for: an image (or a box of it), or an object of the run."""
-
-    image: Path | None = Field(None, description="Query image file (embedded with the run's model and crops).")
-    box: str | None = Field(None, description="Box of the query image, x1,y1,x2,y2 in pixels (default: whole image).")
-    object: str | None = Field(None, description="Query by an object of the run: its object_id.")
-
-
-class ExportTargetOptions(StrictModel):
-    """What ``dinoscope export`` writes."""
-
-    to: Literal["parquet", "fiftyone"] = Field(
-        "parquet", description="parquet (tables for DuckDB/pandas) or fiftyone (a FiftyOne dataset directory)."
-    )
-
-
-# --- curation: select, prune, split (issue 15) ----------------------------------------------------------------
-class LabeledOptions(StrictModel):
-    """The labelled data a selection builds on."""
-
-    labeled: Path = Field(description="Run directory of the labelled data (`dinoscope analyze`, `embed` or `errors`).")
-
-
-class BudgetOptions(StrictModel):
-    """How many images to choose, and how."""
-
-    budget: int = Field(ge=1, description="Images to choose.")
-    strategy: Literal["typicality", "coverage", "loss"] = Field(
-        "typicality",
-        description="typicality (TypiClust), coverage (ProbCover) or loss (regions whose labelled images have high "
-        "loss; needs a `dinoscope errors` run).",
-    )
-
-
-class ImageCopyOptions(StrictModel):
-    """How chosen images are placed in the output folder."""
-
-    copy_images: Literal["link", "copy", "none"] = Field(
-        "link", description="Chosen images into OUT/images/: link (symbolic links), copy, or none."
-    )
-
-
-class KeepOptions(StrictModel):
-    """How much of a dataset to keep."""
-
-    keep: float = Field(gt=0.0, description="Images to keep: a fraction (<= 1) or a number (> 1).")
-    class_floor: int = Field(
-        20, ge=0, description="Never keep fewer than N objects of a class (or all it has); floors win over --keep."
-    )
-
-
-class DatasetExportOptions(StrictModel):
-    """Writing the resulting dataset."""
-
-    export: Literal["none", "yolo", "coco"] = Field(
-        "none", description="Also write the resulting dataset to OUT/dataset: yolo or coco (the source is untouched)."
-    )
-
-
-class SplitRatioOptions(StrictModel):
-    """Shares of the validation and test splits."""
-
-    val_ratio: float = Field(0.2, gt=0.0, lt=1.0, description="Share of images in the validation split.")
-    test_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Share of images in the test split (0 = none).")
-
-
-class SplitByOptions(StrictModel):
-    """What must stay together in one split."""
-
-    by: Literal["group", "source", "video"] = Field(
-        "source",
-        description="Keep together: source (each image), group (the dataset's group_id column) or video (frames of "
-        "one video or numbered frames of one name); near-duplicate images are always kept together.",
-    )
-
-
-class EngineOptions(StrictModel):
-    """Which engine computes the vectors: this process, or Ray Data on one machine or a cluster."""
-
-    engine: Literal["local", "ray"] = Field(
-        "local",
-        description="local (this process and its decoding workers) or ray (Ray Data: decoding tasks and a pool of "
-        "model actors, --workers of them; extra `ray`).",
-    )
-    address: str | None = Field(
-        None, description="--engine ray: the cluster (auto or ray://HOST:PORT; default: a local Ray on 2 CPUs)."
-    )
