@@ -98,3 +98,52 @@ def copy_ppe_subset(ppe_dir: Path, dest: Path, n_images: int) -> Path:
                 shutil.copyfile(src, dst)
     shutil.copyfile(ppe_dir / "data.yaml", dest / "data.yaml")
     return dest
+
+
+def write_vector_run(
+    root: Path,
+    vectors: np.ndarray,
+    cls: np.ndarray,
+    names: tuple[str, ...],
+    *,
+    split: np.ndarray | None = None,
+    hashes: list[str] | None = None,
+    dtype: str = "float32",
+    spec: dict | None = None,
+) -> Path:
+    """A run at ``root`` whose objects are ``vectors`` (one 10x10 box on its own image each, class ``cls``),
+    stored as the run's only embedding store ``synthetic``: the analyses' synthetic fixtures."""
+    import pandas as pd
+
+    from dinoscope.embed.store import EmbeddingStore
+    from dinoscope.run import Run
+    from dinoscope.table import ObjectTable, compute_object_ids
+
+    n = len(vectors)
+    hashes = hashes if hashes is not None else [f"h{i:05d}" for i in range(n)]
+    data = pd.DataFrame(
+        {
+            "source": [f"img/{i}.jpg" for i in range(n)],
+            "frame": -1,
+            "split": split if split is not None else "train",
+            "class_id": cls,
+            "class_name": [names[c] for c in cls],
+            "x1": 0.0,
+            "y1": 0.0,
+            "x2": 10.0,
+            "y2": 10.0,
+            "image_w": 10,
+            "image_h": 10,
+            "origin": "label",
+            "confidence": np.nan,
+            "label_ref": "",
+            "content_hash": hashes,
+        }
+    )
+    data.insert(0, "object_id", compute_object_ids(hashes, [-1] * n, np.tile([0.0, 0.0, 10.0, 10.0], (n, 1)), cls))
+    run = Run.create(root)
+    ObjectTable(data=data, class_names=names).to_parquet(run.objects_path)
+    ids = list(data["object_id"])
+    with EmbeddingStore.create(run.embeddings_dir, "synthetic", ids, vectors.shape[1], spec or {}, dtype=dtype) as st:
+        st.write(np.arange(n), np.asarray(vectors, dtype=np.float32))
+    return root

@@ -13,8 +13,8 @@ pytest.importorskip("faiss")
 from dinoscope.analysis.neighbors import build_neighbor_graph, choose_method
 from dinoscope.embed.store import EmbeddingStore
 from dinoscope.run import Run
-from dinoscope.table import ObjectTable, compute_object_ids
 from dinoscope.workflows.analyze import analyze
+from tests.helpers import write_vector_run
 
 PLANTED = {"outlier": 5, "dup_a": 70, "dup_b": 71, "swapped": 400}
 
@@ -38,33 +38,7 @@ def _run(root: Path, per: int = 200, dim: int = 64, seed: int = 0) -> Path:
     n, names = len(x), ("a", "b", "c")
     split = np.array(["train"] * n, dtype=object)
     split[PLANTED["dup_b"]] = "val"
-    hashes = [f"h{i:05d}" for i in range(n)]
-    data = pd.DataFrame(
-        {
-            "source": [f"img/{i}.jpg" for i in range(n)],
-            "frame": -1,
-            "split": split,
-            "class_id": cls,
-            "class_name": [names[c] for c in cls],
-            "x1": 0.0,
-            "y1": 0.0,
-            "x2": 10.0,
-            "y2": 10.0,
-            "image_w": 10,
-            "image_h": 10,
-            "origin": "label",
-            "confidence": np.nan,
-            "label_ref": "",
-            "content_hash": hashes,
-        }
-    )
-    data.insert(0, "object_id", compute_object_ids(hashes, [-1] * n, np.tile([0.0, 0, 10, 10], (n, 1)), cls))
-    run = Run.create(root)
-    ObjectTable(data=data, class_names=names).to_parquet(run.objects_path)
-    store = EmbeddingStore.create(run.embeddings_dir, "synthetic", list(data["object_id"]), dim, {}, dtype="float16")
-    store.write(np.arange(n), x.astype(np.float32))
-    store.close()
-    return root
+    return write_vector_run(root, x, cls, names, split=split, dtype="float16")
 
 
 def test_auto_goes_to_disk_only_past_the_memory_budget() -> None:

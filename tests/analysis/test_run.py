@@ -10,11 +10,11 @@ import yaml
 from typer.testing import CliRunner
 
 from dinoscope.cli.main import app
-from dinoscope.embed.store import EmbeddingStore
 from dinoscope.errors import DinoscopeError
 from dinoscope.run import Run
-from dinoscope.table import ObjectTable, compute_object_ids
+from dinoscope.table import ObjectTable
 from dinoscope.workflows.analyze import analyze
+from tests.helpers import write_vector_run
 
 
 def _planted_run(
@@ -44,34 +44,7 @@ def _planted_run(
     hashes = [f"h{i:04d}" for i in range(n)]
     if same_hash:
         hashes[planted["dup_b"]] = hashes[planted["dup_a"]]
-    xyxy = np.tile([0.0, 0.0, 10.0, 10.0], (n, 1))
-    data = pd.DataFrame(
-        {
-            "source": [f"img/{i}.jpg" for i in range(n)],
-            "frame": -1,
-            "split": split,
-            "class_id": cls,
-            "class_name": [names[c] for c in cls],
-            "x1": 0.0,
-            "y1": 0.0,
-            "x2": 10.0,
-            "y2": 10.0,
-            "image_w": 10,
-            "image_h": 10,
-            "origin": "label",
-            "confidence": np.nan,
-            "label_ref": "",
-            "content_hash": hashes,
-        }
-    )
-    data.insert(0, "object_id", compute_object_ids(hashes, [-1] * n, xyxy, cls))
-    run = Run.create(root)
-    ObjectTable(data=data, class_names=names).to_parquet(run.objects_path)
-    store = EmbeddingStore.create(
-        run.embeddings_dir, "synthetic", list(data["object_id"]), dim, {"model": "test"}, dtype=dtype
-    )
-    store.write(np.arange(n), vecs.astype(np.float32))
-    store.close()
+    write_vector_run(root, vecs, cls, names, split=split, hashes=hashes, dtype=dtype, spec={"model": "test"})
     return root, planted
 
 

@@ -213,21 +213,10 @@ def merge_groups(*groupings: np.ndarray) -> np.ndarray:
         >>> merge_groups(np.array([0, 0, -1, 1, 1]), np.array([-1, 0, 0, -1, -1])).tolist()
         [0, 0, 0, 1, 1]
     """
-    from scipy import sparse
-    from scipy.sparse.csgraph import connected_components
+    from dinoscope.analysis.resplit import linked_components
 
     n = len(groupings[0])
-    rows, cols = [], []
-    for labels in groupings:
-        members = np.flatnonzero(labels >= 0)
-        order = members[np.argsort(labels[members], kind="stable")]
-        same = labels[order][1:] == labels[order][:-1]
-        rows.append(order[1:][same])
-        cols.append(order[:-1][same])
-    r, c = np.concatenate(rows), np.concatenate(cols)
-    _, comp = connected_components(sparse.coo_matrix((np.ones(len(r)), (r, c)), shape=(n, n)), directed=False)
-    grouped = np.zeros(n, dtype=bool)
-    grouped[r] = grouped[c] = True
+    comp, grouped = linked_components(n, *groupings)
     out = np.full(n, -1, dtype=np.int64)
     out[grouped] = np.unique(comp[grouped], return_inverse=True)[1]
     return out

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-__all__ = ["assign_splits", "find_units"]
+__all__ = ["assign_splits", "find_units", "linked_components"]
 
 
 def find_units(n: int, key: np.ndarray, copy_group: np.ndarray) -> np.ndarray:
@@ -36,8 +36,20 @@ def find_units(n: int, key: np.ndarray, copy_group: np.ndarray) -> np.ndarray:
         copy_group: (n,) near-duplicate group of each image (-1 none).
     """
     key, copy_group = np.asarray(key, np.int64), np.asarray(copy_group, np.int64)
+    return linked_components(n, key, np.where(copy_group >= 0, copy_group, -1))[0]
+
+
+def linked_components(n: int, *groupings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """((n,) connected component of every row, (n,) bool: the row shares a label with another row) over the
+    links "same label >= 0 in one of ``groupings``" (each (n,) ints; -1: no label).
+
+    Example:
+        >>> comp, linked = linked_components(4, np.array([0, 0, -1, 1]), np.array([-1, 5, 5, -1]))
+        >>> comp.tolist(), linked.tolist()
+        ([0, 0, 0, 1], [True, True, True, False])
+    """
     rows, cols = [], []
-    for labels in (key, np.where(copy_group >= 0, copy_group, -1)):
+    for labels in groupings:
         members = np.flatnonzero(labels >= 0)
         order = members[np.argsort(labels[members], kind="stable")]
         same = labels[order][1:] == labels[order][:-1]
@@ -45,7 +57,9 @@ def find_units(n: int, key: np.ndarray, copy_group: np.ndarray) -> np.ndarray:
         cols.append(order[:-1][same])
     r, c = np.concatenate(rows), np.concatenate(cols)
     graph = sparse.coo_matrix((np.ones(len(r)), (r, c)), shape=(n, n))
-    return connected_components(graph, directed=False)[1].astype(np.int64)
+    linked = np.zeros(n, dtype=bool)
+    linked[r] = linked[c] = True
+    return connected_components(graph, directed=False)[1].astype(np.int64), linked
 
 
 def assign_splits(counts: np.ndarray, ratios: dict[str, float], *, seed: int = 0) -> np.ndarray:
