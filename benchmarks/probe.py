@@ -9,12 +9,16 @@ runs them (:mod:`dinoscope.analysis.probe_eval`, :mod:`dinoscope.analysis.probe_
 - the logistic regression (C chosen by inner grouped 3-fold CV on <= 8 k training rows, then refitted),
 - the metrics with 1000 group-bootstrap resamples, for the five probe rows (kNN x 4, logistic regression).
 
-Old path (session 5): the kNN allocates a new product array per block; the folds' logistic regressions and the
-bootstrap chunks run one after the other. New path: one product buffer reused by every block
-(:mod:`dinoscope.analysis.probe_search`, which also records what was measured and dropped), the folds' logistic
-regressions on one thread each, the bootstrap chunks two at a time. Precision: float32 products in both (no
-bfloat16 pass, whatever the CPU). The run checks that the new path's numbers are the old ones (kNN
-probabilities to 1e-5 and the same predicted class; logistic regression and every metric identical).
+Old path, side by side on the same data: scikit-learn's ``StratifiedGroupKFold`` for the outer and the inner
+folds, a fresh product array for every block of the kNN's search, the bootstrap's resamples drawn by
+``rng.multinomial`` over the groups. New path: the same folds dealt by :mod:`dinoscope.analysis.grouped_folds`,
+one product buffer for every block of every fold (:mod:`dinoscope.analysis.probe_search`, which also records
+what was measured and dropped), the resamples drawn as uniform group picks counted per resample and the
+AUROC's bootstrap products in float32 (exact: integer counts). Both run the folds' logistic regressions on one
+thread each and two bootstrap chunks at a time. Precision: float32 products in both (no bfloat16 pass,
+whatever the CPU). The run checks the new path's numbers against the old: the same folds, the same kNN
+probabilities and logistic regression, every point metric identical and every bootstrap interval within 0.01
+(other draws of the same law).
 
 Prints wall and CPU seconds per step for each path, their ratio, and the new total against the 60 s goal of
 issue 13 (on a machine shared with other jobs the wall time is inflated; the load average is printed too).
@@ -33,9 +37,10 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from dinoscope.analysis import probe_eval, probe_metrics
 from dinoscope.analysis.probe_eval import available_cores, logistic_probabilities, select_evaluation_folds
 from dinoscope.analysis.probe_knn import knn_probabilities
-from dinoscope.analysis.probe_metrics import compute_probe_metrics
+from dinoscope.analysis.probe_metrics import HEADLINE, compute_probe_metrics
 
 
 def synthetic(n: int, dim: int, n_classes: int = 10, group_size: int = 5, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -75,20 +80,48 @@ def run_probes(data: tuple[np.ndarray, ...], split: bool, old: bool) -> tuple[di
     names = [f"c{i}" for i in range(10)]
     times: dict[str, tuple[float, float]] = {}
     clock = _Clock(times)
-    jobs = 1 if old else None
-    with clock(STEPS[0]):
-        folds = select_evaluation_folds(labels, groups, splits if split else None, seed=0)
-    with clock(STEPS[1]):
-        knn, _ = knn_probabilities(vectors, labels, folds, 10, reuse_buffer=not old)
-    with clock(STEPS[2]):
-        logreg, info = logistic_probabilities(vectors, labels, folds, groups, 10, seed=0, n_jobs=jobs)
-    with clock(STEPS[3]):
-        rows = {f"knn{k}": p for k, p in knn.items()} | {"logreg": logreg}
-        metrics = {
-            n: compute_probe_metrics(labels, p, groups, names, n_boot=1000, n_jobs=jobs) for n, p in rows.items()
-        }
+    with _session_6(old):
+        with clock(STEPS[0]):
+            folds = select_evaluation_folds(labels, groups, splits if split else None, seed=0)
+        with clock(STEPS[1]):
+            knn, _ = knn_probabilities(vectors, labels, folds, 10, reuse_buffer=not old)
+        with clock(STEPS[2]):
+            logreg, info = logistic_probabilities(vectors, labels, folds, groups, 10, seed=0)
+        with clock(STEPS[3]):
+            rows = {f"knn{k}": p for k, p in knn.items()} | {"logreg": logreg}
+            metrics = {n: compute_probe_metrics(labels, p, groups, names, n_boot=1000) for n, p in rows.items()}
     times["total"] = tuple(sum(v[i] for v in list(times.values())) for i in (0, 1))  # type: ignore[assignment]
     return times, rows, metrics, info | {"folds": folds}
+
+
+@contextmanager
+def _session_6(old: bool) -> Iterator[None]:
+    """With ``old``: scikit-learn's fold dealing and the multinomial resample draws put back for the block."""
+    if not old:
+        yield
+        return
+    import warnings
+
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    def sklearn_folds(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int) -> np.ndarray:
+        fold = np.empty(len(y), dtype=np.int64)
+        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            for f, (_, test) in enumerate(splitter.split(y, y, groups)):
+                fold[test] = f
+        return fold
+
+    def multinomial(rng: np.random.Generator, n_groups: int, size: int) -> np.ndarray:
+        return rng.multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=size)
+
+    saved = probe_eval.stratified_group_kfold, probe_metrics._draw_groups
+    probe_eval.stratified_group_kfold, probe_metrics._draw_groups = sklearn_folds, multinomial
+    try:
+        yield
+    finally:
+        probe_eval.stratified_group_kfold, probe_metrics._draw_groups = saved
 
 
 def main() -> None:
@@ -124,24 +157,35 @@ def main() -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  peak RSS {peak_mb:.0f} MB; logistic regression C per fold: {info['C']}")
     if old is not None:
-        _check_same(rows, metrics, old[1], old[2])
+        _check_same((new, rows, metrics, info), old)
     for name, m in metrics.items():
         acc, auc = m["accuracy"], m["auroc"]
         interval = f"[{acc['low']:.3f}, {acc['high']:.3f}]"
         print(f"  {name:8s} accuracy {acc['value']:.3f} {interval}  AUROC {auc['value']:.3f}")
 
 
-def _check_same(rows: dict, metrics: dict, old_rows: dict, old_metrics: dict) -> None:
-    """Print (and fail on) any difference between the new path's numbers and the old's."""
+def _check_same(new: tuple, old: tuple) -> None:
+    """Print (and fail on) any difference between the new path's numbers and the old's beyond the draws."""
+    (_, rows, metrics, info), (_, old_rows, old_metrics, old_info) = new, old
+    same_folds = np.array_equal(info["folds"].fold, old_info["folds"].fold)
+    print(f"  folds new vs old (scikit-learn): identical {same_folds}")
+    failed = [] if same_folds else ["folds"]
     for name, p in rows.items():
         q = old_rows[name]
         tested = np.isfinite(q).all(axis=1)
         diff = float(np.max(np.abs(p[tested] - q[tested]))) if tested.any() else 0.0
         same_class = float(np.mean(p[tested].argmax(1) == q[tested].argmax(1)))
-        same_metrics = metrics[name] == old_metrics[name]
-        print(f"  {name:8s} new vs old: max |dp| {diff:.1e}, same class {same_class:.4f}, same metrics {same_metrics}")
-        if diff > 1e-5 or same_class < 1 or not same_metrics:
-            raise SystemExit(f"{name}: the new path changed the result")
+        m, o = metrics[name], old_metrics[name]
+        points = all(m[h]["value"] == o[h]["value"] for h in HEADLINE) and m["per_class"] == o["per_class"]
+        drift = max(abs(m[h][e] - o[h][e]) for h in HEADLINE for e in ("low", "high"))
+        print(
+            f"  {name:8s} new vs old: max |dp| {diff:.1e}, same class {same_class:.4f}, same point metrics {points}, "
+            f"intervals moved <= {drift:.4f}"
+        )
+        if diff > 1e-5 or same_class < 1 or not points or drift > 0.01:
+            failed.append(name)
+    if failed:
+        raise SystemExit(f"the new path changed the result: {failed}")
 
 
 def _torch_threads() -> int | str:

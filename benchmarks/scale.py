@@ -68,6 +68,7 @@ def one(path: Path, k: int, workdir: Path, hnsw: bool) -> None:
     peak = peak_rss_mb()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     keys = ("build_seconds", "tune_seconds", "search_seconds", "nprobe", "candidates", "recall", "threads")
+    print(json.dumps({"recall_tried": graph.info.get("recall_tried")}), file=sys.stderr)
     cpu = usage.ru_utime + usage.ru_stime  # on a shared machine CPU seconds grow with N, unlike the wall time
     print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": peak, **{k: graph.info[k] for k in keys}}))
 
@@ -108,6 +109,9 @@ def main() -> None:
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 if path == "disk":
                     rows.append((n, r))
+                    tried = [line for line in out.stderr.splitlines() if line.startswith('{"recall_tried"')]
+                    steps = tried[-1][17:-1] if tried else "-"
+                    print(f"{'':>10} tuning (nprobe, candidates per neighbour, recall): {steps}")
                 print(
                     f"{n:>10,} {path:>8} {store.stat().st_size / 2**20:>9,.0f} {r['build_seconds']:>8.1f} "
                     f"{r['tune_seconds']:>7.1f} {r['search_seconds']:>9.1f} {r['seconds']:>8.1f} "

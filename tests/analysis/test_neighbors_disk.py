@@ -45,3 +45,18 @@ def test_disk_graph_matches_the_exact_graph(tmp_path: Path) -> None:
     np.testing.assert_allclose(graph.sims, expected, atol=1e-5)
     assert (np.diff(graph.sims, axis=1) <= 1e-6).all()
     assert isinstance(graph.indices, np.memmap) and (tmp_path / "knn/ivf.index").is_file()
+
+
+def test_tuner_undoes_an_nprobe_doubling_that_bought_nothing(tmp_path: Path) -> None:
+    """Dense groups (2 groups of 1,500 near-uniform rows): the first lists visited already hold the neighbours,
+    only the candidates count, so every doubling of nprobe stalls and is undone before the candidates double."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 64))[rng.integers(0, 2, 3_000)] + 0.4 * rng.normal(size=(3_000, 64))
+    np.save(tmp_path / "v.npy", (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16))
+    graph = disk_graph(tmp_path / "v.npy", k=10, workdir=tmp_path / "knn", seed=0, n_threads=1)
+    tried, info = graph.info["recall_tried"], graph.info
+    for (p1, f1, r1), (p2, f2, r2), (p3, _, _) in zip(tried, tried[1:], tried[2:], strict=False):
+        if f1 == f2 and p2 == 2 * p1 and r2 - r1 < 0.01:  # a stalled doubling: the next try starts from p1
+            assert p3 == p1, tried
+    assert info["recall"] >= 0.95 and info["candidates"] > 4, info
+    assert [info["nprobe"], info["candidates"]] in [t[:2] for t in tried]

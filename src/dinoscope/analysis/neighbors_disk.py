@@ -51,13 +51,13 @@ logger = logging.getLogger(__name__)
 METHOD = "ivf-disk"
 #: Rows read, added or searched at a time (32 k × 768 float32 = 100 MB).
 CHUNK_ROWS = 32_768
-_RESCORE_ROWS = 1_024  # queries re-scored at a time: (1024, 4k, D) float32 = 190 MB at k=15, 768-d
+_RESCORE_QUERIES = 512  # queries re-scored at a time: (512, distinct candidates) float32, <= 500 MB at 961
 #: Candidates per neighbour taken from the compressed index and re-scored exactly.
 CANDIDATES = 4
 _TRAIN_PER_LIST = 30  # training rows per inverted list (FAISS asks for >= 30-39)
 _NPROBE_START, _NPROBE_MAX = 4, 256
 _NPROBE_GAIN = 0.01  # a doubling of nprobe that gains less has stalled
-_CANDIDATES_MAX = 32
+_CANDIDATES_MAX = 128  # 32 left recall@15 at 0.84 at 2 M (1,000 rows per planted group)
 _RECALL_SAMPLE = 500
 
 
@@ -201,20 +201,24 @@ def _search(
     """Top k of each query: ``factor·k + 1`` candidates from the index, re-scored exactly, its own row dropped.
 
     Queries come in blocks of rows that are near each other (see :func:`disk_graph`), so a block's distinct
-    candidates are few: they are read from the store once (sorted rows) and each query's are gathered from them.
+    candidates are few: they are read from the store once (sorted rows), multiplied with the block's queries in
+    one float32 product and each query's candidates picked from it (gathering a (queries, candidates, D) copy
+    instead took 2.0x the search time: 188 s against 94.5 s at 200 k rows with 961 candidates a row).
     """
     _, cand = index.search(queries, factor * k + 1)
     idx = np.empty((len(queries), k), np.int64)
     sims = np.empty((len(queries), k), np.float32)
-    step = max(64, _RESCORE_ROWS * CANDIDATES // factor)  # the gather buffer stays ~190 MB (768-d, k=15)
-    buffer = np.empty((min(len(queries), step), cand.shape[1], queries.shape[1]), np.float32)
-    for a in range(0, len(queries), step):
-        b = min(len(queries), a + step)
+    slot = np.zeros(index.ntotal, dtype=np.int32)  # a candidate's column in the block's product
+    for a in range(0, len(queries), _RESCORE_QUERIES):
+        b = min(len(queries), a + _RESCORE_QUERIES)
         c = cand[a:b]
         wanted = np.unique(c[c >= 0])
-        where = np.searchsorted(wanted, np.maximum(c, 0))
-        gathered = np.take(_unit(_read_rows(path, wanted)), where, axis=0, out=buffer[: b - a], mode="clip")
-        s = np.einsum("qd,qcd->qc", _unit(queries[a:b]), gathered)
+        if not len(wanted):  # no candidate at all (a tiny index)
+            idx[a:b], sims[a:b] = -1, -np.inf
+            continue
+        slot[wanted] = np.arange(len(wanted), dtype=np.int32)
+        product = _unit(queries[a:b]) @ _unit(_read_rows(path, wanted)).T
+        s = np.take_along_axis(product, slot[np.maximum(c, 0)], axis=1)
         s[(c < 0) | (c == rows[a:b, None])] = -np.inf
         key = np.where(c >= 0, c, np.iinfo(np.int64).max)
         order = np.lexsort((key, -s), axis=1)[:, :k]  # higher similarity first, then the lower row
@@ -227,7 +231,7 @@ def _search(
 
 def _unit(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (a float16 store's norms are up to ~1e-4 off 1; an exact copy must score 1)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]  # 4x faster than np.linalg.norm on (U, 768)
     return x / np.where(norms > 0, norms, 1.0)
 
 
@@ -236,9 +240,11 @@ def _tune(
 ) -> tuple[int, int]:
     """(nprobe, candidates per neighbour) whose re-scored recall@k on a sample reaches ``target``.
 
-    ``nprobe`` doubles while that raises the recall (the true neighbours sit in lists not visited); when it
-    stops helping, the candidates per neighbour double instead (the 4-bit codes rank the true neighbours too
-    low to be re-scored).
+    ``nprobe`` doubles while that raises the recall (the true neighbours sit in lists not visited); when a
+    doubling stops helping it is undone and the candidates per neighbour double instead (the 4-bit codes rank
+    the true neighbours too low to be re-scored). Undoing matters in dense groups: there the lists first
+    visited hold the neighbours and only the candidates count (at 200 k rows in groups of 1,000 the old
+    tuner ended at nprobe 64 where 4 gives the same recall).
     """
     sample = np.sort(rng.choice(n, size=min(n, _RECALL_SAMPLE), replace=False))
     queries = _read_rows(path, sample)
@@ -251,6 +257,8 @@ def _tune(
         recall = float(np.mean([len(np.intersect1d(f, t)) / k for f, t in zip(found, truth, strict=True)]))
         tried.append([nprobe, factor, round(recall, 4)])
         stalled = len(tried) > 1 and tried[-2][1] == factor and recall - tried[-2][2] < _NPROBE_GAIN
+        if stalled:  # that doubling of nprobe bought nothing: keep the cheaper nprobe
+            nprobe, recall = tried[-2][0], tried[-2][2]
         if recall >= target or (factor >= _CANDIDATES_MAX and (stalled or nprobe >= nprobe_max)):
             break
         if (stalled or nprobe >= nprobe_max) and factor < _CANDIDATES_MAX:

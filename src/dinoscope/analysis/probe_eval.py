@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from dinoscope.analysis.grouped_folds import stratified_group_kfold
 from dinoscope.errors import DinoscopeError
 
 __all__ = [
@@ -91,7 +92,8 @@ def select_evaluation_folds(
     Split mode applies when ``split`` holds ``train`` and ``test`` (or ``val`` when there is no test): train
     rows only train, the held-out split is tested, other splits are unused; a held-out row whose group also
     occurs in ``train`` is dropped (counted in ``info["n_leaked"]``) so the number stays honest. Otherwise
-    scikit-learn's ``StratifiedGroupKFold`` (shuffled, seeded) deals whole groups to ``n_folds`` folds
+    scikit-learn's ``StratifiedGroupKFold`` (shuffled, seeded; its dealing, run by
+    :func:`~dinoscope.analysis.grouped_folds.stratified_group_kfold`) deals whole groups to ``n_folds`` folds
     (fewer when there are fewer groups) keeping the class shares alike.
 
     Args:
@@ -127,16 +129,10 @@ def select_evaluation_folds(
             f"the labelled objects form {n_groups} group(s), the largest class has {largest}; a grouped evaluation "
             "needs at least two of each (give more labelled objects, or a --group-by column that separates them)"
         )
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    k = min(n_folds, n_groups, largest)  # scikit-learn needs a class with at least k members
+    k = min(n_folds, n_groups, largest)  # the dealing needs a class with at least k members
     fold = np.full(len(labels), UNUSED, dtype=np.int64)
     rows = np.flatnonzero(labelled)
-    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():  # "the least populated class has fewer members than n_splits": expected
-        warnings.simplefilter("ignore", UserWarning)
-        for f, (_, test) in enumerate(splitter.split(rows, labels[rows], group_codes[rows])):
-            fold[rows[test]] = f
+    fold[rows] = stratified_group_kfold(labels[rows], group_codes[rows], k, seed)
     info = {"n_groups": n_groups, "folds": k, "seed": seed}
     return EvaluationFolds(fold, k, "grouped k-fold", info)
 
@@ -269,7 +265,6 @@ def choose_c(
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
-    from sklearn.model_selection import StratifiedGroupKFold
 
     rows = _draw_groups(groups, INNER_MAX_ROWS, seed)
     x, y, groups = x[rows], y[rows], groups[rows]
@@ -277,11 +272,8 @@ def choose_c(
     if n_inner < 2 or len(np.unique(y)) < 2:
         return 1.0
     loss = np.zeros(len(c_grid))
-    splitter = StratifiedGroupKFold(n_splits=n_inner, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        splits = list(splitter.split(x, y, groups))
-    for fit_rows, val_rows in splits:
+    inner = stratified_group_kfold(y, groups, n_inner, seed)
+    for fit_rows, val_rows in ((np.flatnonzero(inner != f), np.flatnonzero(inner == f)) for f in range(n_inner)):
         if len(np.unique(y[fit_rows])) < 2:
             continue
         model = LogisticRegression(max_iter=300, warm_start=True)  # each C starts from the previous C's weights

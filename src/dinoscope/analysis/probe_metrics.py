@@ -173,16 +173,19 @@ def _auroc_tables(y: np.ndarray, p: np.ndarray, g: np.ndarray, n_groups: int, ma
         rows.append((side * len(classes) + i) * n_bins + at)
         cols.append(g)
     r, k = np.concatenate(rows), np.concatenate(cols)
-    table = csr_matrix((np.ones(len(r)), (r, k)), shape=(2 * len(classes) * n_bins, n_groups))
+    table = csr_matrix((np.ones(len(r), dtype=np.float32), (r, k)), shape=(2 * len(classes) * n_bins, n_groups))
     table.sum_duplicates()
-    return table, len(classes), n_bins
+    return table, len(classes), n_bins, float(table.sum(axis=1).max())
 
 
 def _auroc_weighted(tables: Any, weights: np.ndarray) -> np.ndarray:
     if tables is None:
         return np.full(len(weights), np.nan)
-    table, n_cls, n_bins = tables
-    counts = np.asarray(table @ weights.T).reshape(2, n_cls, n_bins, len(weights))  # (side, class, bin, B)
+    table, n_cls, n_bins, row_max = tables
+    # Integer counts times integer weights: float32 is exact below 2**24 and its product 5x faster than float64's.
+    dtype = np.float32 if row_max * float(np.max(weights, initial=0)) < 2**24 else np.float64
+    product = table.astype(dtype, copy=False) @ np.ascontiguousarray(weights.T, dtype=dtype)
+    counts = np.asarray(product, dtype=np.float64).reshape(2, n_cls, n_bins, len(weights))  # (side, class, bin, B)
     pos, neg = counts[0], counts[1]
     below = np.cumsum(neg, axis=1) - neg
     wins = (pos * (below + 0.5 * neg)).sum(axis=1)  # (class, B)
@@ -218,9 +221,7 @@ def _bootstrap(
     workers = max(1, n_jobs or min(2, available_cores()))
     with ThreadPoolExecutor(workers) as pool:
         for wave in range(0, len(sizes), workers):
-            draw = [
-                rng.multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=b) for b in sizes[wave : wave + workers]
-            ]
+            draw = [_draw_groups(rng, n_groups, b) for b in sizes[wave : wave + workers]]
             chunks += pool.map(evaluate, draw)
     draws = {name: [chunk[name] for chunk in chunks] for name in HEADLINE}
     low, high = {}, {}
@@ -230,6 +231,15 @@ def _bootstrap(
         if len(values):
             low[name], high[name] = (float(v) for v in np.percentile(values, [2.5, 97.5]))
     return low, high
+
+
+def _draw_groups(rng: np.random.Generator, n_groups: int, size: int) -> np.ndarray:
+    """(size, G) times each group is drawn in ``size`` resamples of ``G`` groups with replacement: G uniform
+    draws counted per resample (the multinomial's law; ``rng.multinomial`` with G categories samples G binomials
+    one after another: 2.4 of the 3.7 CPU-s of one probe row's metrics at 100 k rows in 20 k groups)."""
+    picks = rng.integers(0, n_groups, size=(size, n_groups))
+    picks += np.arange(size)[:, None] * n_groups
+    return np.bincount(picks.ravel(), minlength=size * n_groups).reshape(size, n_groups)
 
 
 def _round(value: float | None) -> float | None:

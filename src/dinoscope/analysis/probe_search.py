@@ -1,17 +1,21 @@
 """Exact top-k cosine search of the kNN probe: every tested row's most similar training rows of its fold.
 
 Each fold's test rows times its training rows in row blocks: a float32 product (numpy's BLAS) written into one
-buffer reused by every block of the fold — allocating a fresh 2048 x 80 k product per block (the session-5
-search, ``reuse_buffer=False``) makes the kernel zero-fill 655 MB of new pages each time (one block alone: 2.30
-against 1.85 CPU-s; the whole kNN step at 100 k under load: 107 against 110 CPU-s; the same bits) — then torch's
-top ``k`` of each row.
+buffer reused by every block of every fold, then torch's top ``k`` of each row. A fresh array per block (the
+session-5 search, ``reuse_buffer=False``) or per fold costs page faults: on a VM with transparent huge pages
+on ``madvise`` (numpy asks for them), a fresh 655 MB buffer stalled 3-4.6 s in the kernel's compaction, so the
+whole kNN step at 100 k took 107 s against 60 s with the one buffer (``benchmarks/probe.py``, quiet, session
+7); the products themselves run at 185-194 GFLOP/s on these 2 cores, 33 s of the 60.
 
 Measured and dropped (``benchmarks/probe.py``, README Performance), none beating the float32 products' cost:
 
 - multiplying each pair of folds once (half the products), the block ranked from both sides against each
   query's running ``k``-th value with the maxima of runs of 16 values deciding what is read again: the same
   neighbours, but the ranking and merges cost more than the products saved (31.8 CPU-s against about 10 at
-  30 k; session 5's simpler merge: 170 against 101 at 100 k);
+  30 k; session 5's simpler merge: 170 against 101 at 100 k). Session 7's plainest form (each 2048 x 20 k
+  block ranked along its rows, then copied transposed and ranked along its columns, one merge per query and
+  fold) took 137 s against 74 s at 100 k: per block the transposed copy costs 105 ms and each 20 k-wide
+  top-200 120 ms (half the rate of an 80 k-wide one), more than the 162 ms product it saves;
 - the top ``k`` through run maxima (the ``k`` runs with the largest maxima hold every top-``k`` value): the same
   neighbours, 425-640 CPU-ms per 2048 x 80 k block against 450 for torch's top-k of the whole row;
 - FAISS's exact ``IndexFlatIP`` (the same neighbours, no faster: ``benchmarks/probe_knn.py``);
@@ -58,13 +62,17 @@ def search_per_fold(
     """
     sims = np.full((len(x), k), -np.inf, dtype=np.float32)
     rows = np.full((len(x), k), -1, dtype=np.int64)
+    sizes = [(len(folds.train_rows(f)), min(chunk, len(folds.test_rows(f)))) for f in range(folds.n_folds)]
+    flat = np.empty(max((a * b for a, b in sizes), default=0), dtype=np.float32) if reuse_buffer else None
     for f in range(folds.n_folds):
         train, test = folds.train_rows(f), folds.test_rows(f)
         if not len(train) or not len(test):
             continue
         xt = x[train]
         kk = min(k, len(train))
-        out = np.empty((min(chunk, len(test)), len(train)), dtype=np.float32) if reuse_buffer else None
+        # One buffer for every fold: its pages are touched once (a fresh 655 MB buffer per fold cost 3 s of page
+        # faults each on this VM).
+        out = None if flat is None else flat[: sizes[f][0] * sizes[f][1]].reshape(sizes[f][1], sizes[f][0])
         for a in range(0, len(test), chunk):
             block = test[a : a + chunk]
             product = x[block] @ xt.T if out is None else np.matmul(x[block], xt.T, out=out[: len(block)])
