@@ -60,3 +60,19 @@ def test_tuner_undoes_an_nprobe_doubling_that_bought_nothing(tmp_path: Path) -> 
             assert p3 == p1, tried
     assert info["recall"] >= 0.95 and info["candidates"] > 4, info
     assert [info["nprobe"], info["candidates"]] in [t[:2] for t in tried]
+
+
+def test_rescoring_fewer_queries_at_a_time_gives_the_same_graph(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cap on the distinct candidates re-scored at once (scattered queries read fewer rows at a time) changes
+    nothing in the graph."""
+    import dinoscope.analysis.neighbors_disk as disk
+
+    _store(tmp_path / "v.npy", n=1_500)
+    args = {"k": 8, "seed": 0, "n_threads": 1}
+    whole = disk.disk_graph(tmp_path / "v.npy", workdir=tmp_path / "a", **args)
+    monkeypatch.setattr(disk, "_RESCORE_MAX_ROWS", 40)
+    capped = disk.disk_graph(tmp_path / "v.npy", workdir=tmp_path / "b", **args)
+    np.testing.assert_array_equal(np.asarray(capped.indices), np.asarray(whole.indices))
+    np.testing.assert_allclose(np.asarray(capped.sims), np.asarray(whole.sims), atol=1e-6)

@@ -51,7 +51,8 @@ logger = logging.getLogger(__name__)
 METHOD = "ivf-disk"
 #: Rows read, added or searched at a time (32 k × 768 float32 = 100 MB).
 CHUNK_ROWS = 32_768
-_RESCORE_QUERIES = 512  # queries re-scored at a time: (512, distinct candidates) float32, <= 500 MB at 961
+_RESCORE_QUERIES = 512  # queries re-scored at a time, as long as their distinct candidates are at most
+_RESCORE_MAX_ROWS = 65_536  # 192 MB of float32 rows at 768-d (a random 500-row sample at 961 candidates: 480 k)
 #: Candidates per neighbour taken from the compressed index and re-scored exactly.
 CANDIDATES = 4
 _TRAIN_PER_LIST = 30  # training rows per inverted list (FAISS asks for >= 30-39)
@@ -209,15 +210,21 @@ def _search(
     idx = np.empty((len(queries), k), np.int64)
     sims = np.empty((len(queries), k), np.float32)
     slot = np.zeros(index.ntotal, dtype=np.int32)  # a candidate's column in the block's product
-    for a in range(0, len(queries), _RESCORE_QUERIES):
-        b = min(len(queries), a + _RESCORE_QUERIES)
+    a, step = 0, _RESCORE_QUERIES
+    while a < len(queries):
+        b = min(len(queries), a + step)
         c = cand[a:b]
         wanted = np.unique(c[c >= 0])
+        if len(wanted) > _RESCORE_MAX_ROWS and b - a > 1:  # scattered queries (the tuning sample): fewer at a time
+            step = max(1, (b - a) // 2)
+            continue
+        step = min(_RESCORE_QUERIES, 2 * step)
         if not len(wanted):  # no candidate at all (a tiny index)
             idx[a:b], sims[a:b] = -1, -np.inf
+            a = b
             continue
         slot[wanted] = np.arange(len(wanted), dtype=np.int32)
-        product = _unit(queries[a:b]) @ _unit(_read_rows(path, wanted)).T
+        product = _unit(queries[a:b]) @ _unit(_read_rows(path, wanted), inplace=True).T
         s = np.take_along_axis(product, slot[np.maximum(c, 0)], axis=1)
         s[(c < 0) | (c == rows[a:b, None])] = -np.inf
         key = np.where(c >= 0, c, np.iinfo(np.int64).max)
@@ -226,13 +233,16 @@ def _search(
         top_i = np.take_along_axis(c, order, 1)
         idx[a:b] = np.where(np.isfinite(top_s), top_i, -1)
         sims[a:b] = top_s
+        a = b
     return idx, sims
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (a float16 store's norms are up to ~1e-4 off 1; an exact copy must score 1)."""
+def _unit(x: np.ndarray, inplace: bool = False) -> np.ndarray:
+    """Rows scaled to unit length (a float16 store's norms are up to ~1e-4 off 1; an exact copy must score 1);
+    ``inplace`` scales ``x`` itself (a fresh array read for this)."""
     norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]  # 4x faster than np.linalg.norm on (U, 768)
-    return x / np.where(norms > 0, norms, 1.0)
+    norms = np.where(norms > 0, norms, 1.0)
+    return np.divide(x, norms, out=x) if inplace else x / norms
 
 
 def _tune(
