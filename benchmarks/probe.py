@@ -116,12 +116,12 @@ def _session_6(old: bool) -> Iterator[None]:
     def multinomial(rng: np.random.Generator, n_groups: int, size: int) -> np.ndarray:
         return rng.multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=size)
 
-    saved = probe_eval.stratified_group_kfold, probe_metrics._draw_groups
-    probe_eval.stratified_group_kfold, probe_metrics._draw_groups = sklearn_folds, multinomial
+    saved = probe_eval.stratified_group_kfold, probe_metrics._resample_counts
+    probe_eval.stratified_group_kfold, probe_metrics._resample_counts = sklearn_folds, multinomial
     try:
         yield
     finally:
-        probe_eval.stratified_group_kfold, probe_metrics._draw_groups = saved
+        probe_eval.stratified_group_kfold, probe_metrics._resample_counts = saved
 
 
 def main() -> None:

@@ -62,17 +62,18 @@ def search_per_fold(
     """
     sims = np.full((len(x), k), -np.inf, dtype=np.float32)
     rows = np.full((len(x), k), -1, dtype=np.int64)
-    sizes = [(len(folds.train_rows(f)), min(chunk, len(folds.test_rows(f)))) for f in range(folds.n_folds)]
-    flat = np.empty(max((a * b for a, b in sizes), default=0), dtype=np.float32) if reuse_buffer else None
-    for f in range(folds.n_folds):
-        train, test = folds.train_rows(f), folds.test_rows(f)
+    parts = [(folds.train_rows(f), folds.test_rows(f)) for f in range(folds.n_folds)]
+    size = max((len(train) * min(chunk, len(test)) for train, test in parts), default=0)
+    flat = np.empty(size, dtype=np.float32) if reuse_buffer else None
+    for train, test in parts:
         if not len(train) or not len(test):
             continue
         xt = x[train]
         kk = min(k, len(train))
         # One buffer for every fold: its pages are touched once (a fresh 655 MB buffer per fold cost 3 s of page
         # faults each on this VM).
-        out = None if flat is None else flat[: sizes[f][0] * sizes[f][1]].reshape(sizes[f][1], sizes[f][0])
+        shape = (min(chunk, len(test)), len(train))
+        out = None if flat is None else flat[: shape[0] * shape[1]].reshape(shape)
         for a in range(0, len(test), chunk):
             block = test[a : a + chunk]
             product = x[block] @ xt.T if out is None else np.matmul(x[block], xt.T, out=out[: len(block)])
